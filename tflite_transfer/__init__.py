@@ -1,0 +1,26 @@
+"""tflite_transfer: transfer learning for images with a Keras-like API.
+
+The engine is C (oneDNN for convolutions, pooling and inner products; stb_image
+for decoding), reading standard ``.tflite`` models. Public modules mirror Keras:
+``applications``, ``layers``, ``models`` (``Sequential``), ``optimizers``,
+``losses``, ``metrics``, ``callbacks``, ``data``, ``datasets``.
+"""
+from ._native import ImageDecodeError, ModelFormatError, _core  # noqa: F401
+from . import applications, callbacks, data, datasets, layers, losses, metrics, models, optimizers  # noqa: F401
+from .models import Sequential  # noqa: F401
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n):
+    """Sets the number of threads oneDNN and the C core use (int >= 1).
+
+    Raises ValueError for n < 1. Default: OpenMP's default (all cores, or
+    ``OMP_NUM_THREADS``).
+    """
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads():
+    """Returns the number of threads oneDNN and the C core will use."""
+    return _core.get_num_threads()

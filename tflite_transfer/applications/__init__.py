@@ -1,0 +1,1 @@
+"""Keras-style pretrained models (stub)."""

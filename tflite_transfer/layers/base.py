@@ -1,0 +1,84 @@
+"""The Layer base class shared by every layer (Keras' ``keras.layers.Layer`` subset).
+
+Arrays are NumPy, batch-first (NHWC for images). A layer maps a batch to a batch:
+``y = layer(x, training=False)``. Layers with weights keep them as float32 NumPy
+arrays in ``self.weights`` (a list, Keras order) and say which are trainable.
+"""
+import numpy as np
+
+
+class Layer:
+    """Base class of all layers.
+
+    Attributes:
+      name (str): unique-ish name, default from the class name.
+      trainable (bool): whether `fit` updates this layer's weights.
+      is_random (bool): class attribute; True for layers that change their output
+        between calls in training (augmentation, Dropout). Sequential uses it to
+        decide whether the features of a frozen base can be cached.
+    """
+
+    is_random = False
+    _counters = {}
+
+    def __init__(self, name=None, trainable=True):
+        if name is None:
+            base = _snake(type(self).__name__)
+            n = Layer._counters.get(base, 0)
+            Layer._counters[base] = n + 1
+            name = base if n == 0 else f"{base}_{n}"
+        self.name = name
+        self.trainable = bool(trainable)
+        self.built = False
+        self.input_shape = None
+
+    # -- shape & build ------------------------------------------------------
+    def build(self, input_shape):
+        """Creates weights for `input_shape` (tuple with None batch). Default: none."""
+        self.input_shape = tuple(input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        """Output shape (tuple, batch None) for `input_shape`. Default: unchanged."""
+        return tuple(input_shape)
+
+    # -- compute ------------------------------------------------------------
+    def call(self, x, training=False):
+        """Forward pass on a NumPy batch. Subclasses override."""
+        return x
+
+    def __call__(self, x, training=False):
+        x = np.asarray(x)
+        if not self.built:
+            self.build((None,) + tuple(x.shape[1:]))
+        return self.call(x, training=training)
+
+    # -- weights --------------------------------------------------------------
+    def get_weights(self):
+        """List of float32 NumPy arrays (copies), Keras order."""
+        return []
+
+    def set_weights(self, weights):
+        """Sets weights from a list like get_weights()'s; ValueError on a count/shape mismatch."""
+        if list(weights):
+            raise ValueError(f"Layer {self.name!r} has no weights. Received: {len(list(weights))} arrays.")
+
+    def count_params(self):
+        """Number of scalar weights (int)."""
+        return int(sum(int(np.prod(w.shape)) for w in self.get_weights()))
+
+    def get_config(self):
+        """Constructor arguments as a JSON-serializable dict (for save / load_model)."""
+        return {"name": self.name, "trainable": self.trainable}
+
+    def __repr__(self):
+        return f"<{type(self).__name__} name={self.name!r}>"
+
+
+def _snake(name):
+    out = []
+    for i, ch in enumerate(name):
+        if ch.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(ch.lower())
+    return "".join(out)

@@ -1,0 +1,107 @@
+"""File download and cache, like ``keras.utils.get_file``.
+
+Cache layout: ``<cache_dir>/<cache_subdir>/<fname>``, where ``cache_dir`` defaults
+to ``$TFLITE_TRANSFER_HOME`` or ``~/.cache/tflite_transfer``. A file already in
+the cache is used as is (after its SHA-256 is checked, when one is given); a missing
+file is downloaded from ``origin`` with a tqdm progress bar into a temporary file,
+verified, then renamed into place atomically.
+"""
+import hashlib
+import os
+import tempfile
+import urllib.request
+
+
+def cache_dir():
+    """The cache root: ``$TFLITE_TRANSFER_HOME`` if set, else ``~/.cache/tflite_transfer`` (str)."""
+    env = os.environ.get("TFLITE_TRANSFER_HOME")
+    if env:
+        return os.path.abspath(os.path.expanduser(env))
+    return os.path.join(os.path.expanduser("~"), ".cache", "tflite_transfer")
+
+
+def sha256_of(path, chunk=1 << 20):
+    """Hex SHA-256 of the file at `path` (str)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def get_file(fname, origin, file_hash=None, cache_subdir="models", cache_dir_=None, file_size=None,
+             progress=True, timeout=60):
+    """Returns the local path of `fname`, downloading it from `origin` if absent.
+
+    Args:
+      fname (str): file name inside the cache folder.
+      origin (str): URL to download from.
+      file_hash (str | None): expected SHA-256 (hex). A cached or downloaded file
+        that does not match raises ValueError (a cached one is not deleted).
+      cache_subdir (str): folder under the cache root ("models", "datasets").
+      cache_dir_ (str | None): cache root; default `cache_dir()`.
+      file_size (int | None): expected size in bytes, for the progress bar.
+      progress (bool): show a tqdm progress bar while downloading.
+      timeout (float): seconds for the connection.
+
+    Returns:
+      str: absolute path of the file.
+
+    Raises:
+      OSError: the download failed; the message names the URL and the folder in
+        which to place the file by hand.
+      ValueError: the SHA-256 does not match.
+    """
+    root = os.path.abspath(os.path.expanduser(cache_dir_)) if cache_dir_ else cache_dir()
+    folder = os.path.join(root, cache_subdir)
+    path = os.path.join(folder, fname)
+    if os.path.exists(path):
+        if file_hash and sha256_of(path) != file_hash.lower():
+            raise ValueError(
+                f"{path} exists but its SHA-256 is not {file_hash}: the file is corrupt or a different "
+                f"version. Delete it to download it again from {origin}."
+            )
+        return path
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=fname + ".", suffix=".part", dir=folder)
+    except OSError as e:
+        raise OSError(f"Cannot create the cache folder {folder} for {fname}: {e}") from e
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _download(origin, out, fname, file_size, progress, timeout)
+        if file_hash:
+            got = sha256_of(tmp)
+            if got != file_hash.lower():
+                raise ValueError(f"Downloaded {origin} but its SHA-256 is {got}, expected {file_hash}.")
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, (OSError,)) and not isinstance(e, ValueError):
+            raise OSError(
+                f"Could not download {fname} from {origin} ({e}). Without network access, download it "
+                f"elsewhere and place it at {path} (set TFLITE_TRANSFER_HOME to use another cache folder)."
+            ) from e
+        raise
+    return path
+
+
+def _download(url, out, desc, total, progress, timeout):
+    from tqdm.auto import tqdm
+
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        length = resp.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else total
+        with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress) as bar:
+            while True:
+                chunk = resp.read(1 << 16)
+                if not chunk:
+                    break
+                out.write(chunk)
+                bar.update(len(chunk))
