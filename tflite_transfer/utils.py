@@ -5,6 +5,11 @@ to ``$TFLITE_TRANSFER_HOME`` or ``~/.cache/tflite_transfer``. A file already in
 the cache is used as is (after its SHA-256 is checked, when one is given); a missing
 file is downloaded from ``origin`` with a tqdm progress bar into a temporary file,
 verified, then renamed into place atomically.
+
+Offline machines: ``$TFLITE_TRANSFER_MIRROR`` may list folders (separated by
+``os.pathsep``) that already hold files by their file names, e.g. a read-only copy
+of the release files. A file found there (with the right SHA-256) is used in place,
+before the cache is consulted; nothing is copied.
 """
 import hashlib
 import os
@@ -18,6 +23,12 @@ def cache_dir():
     if env:
         return os.path.abspath(os.path.expanduser(env))
     return os.path.join(os.path.expanduser("~"), ".cache", "tflite_transfer")
+
+
+def mirror_dirs():
+    """Folders listed in ``$TFLITE_TRANSFER_MIRROR`` (``os.pathsep``-separated), absolute (list of str)."""
+    env = os.environ.get("TFLITE_TRANSFER_MIRROR", "")
+    return [os.path.abspath(os.path.expanduser(d)) for d in env.split(os.pathsep) if d]
 
 
 def sha256_of(path, chunk=1 << 20):
@@ -55,6 +66,12 @@ def get_file(fname, origin, file_hash=None, cache_subdir="models", cache_dir_=No
         which to place the file by hand.
       ValueError: the SHA-256 does not match.
     """
+    for mirror in mirror_dirs():
+        candidate = os.path.join(mirror, fname)
+        if os.path.isfile(candidate):
+            if file_hash and sha256_of(candidate) != file_hash.lower():
+                raise ValueError(f"{candidate} (from TFLITE_TRANSFER_MIRROR) does not have SHA-256 {file_hash}.")
+            return candidate
     root = os.path.abspath(os.path.expanduser(cache_dir_)) if cache_dir_ else cache_dir()
     folder = os.path.join(root, cache_subdir)
     path = os.path.join(folder, fname)

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# One entry point that does all set-up on a fresh machine, then runs a job.
+#
+#   ./run.sh flowers [options]   the flowers job (python -m tflite_transfer flowers ...)
+#   ./run.sh test [pytest args]  the test suite
+#   ./run.sh asan                the model-reader and image-decoder tests under ASan+UBSan
+#   ./run.sh bench               the benchmarks in benchmarks/
+#   ./run.sh classify [images]   top-5 ImageNet classes of photos (default: ../shared/images)
+#
+# Set-up (idempotent): Debian's libstb-dev if stb_image.h is missing (needs root or sudo),
+# a virtual environment in $TT_VENV (default ./.venv) with the package installed editable
+# (the C extension is built in place) and the test extras.
+# Offline data: if ../shared exists next to the checkout and the variables are unset,
+# TFLITE_TRANSFER_MIRROR points at ../shared/models (the .tflite files, checked by SHA-256)
+# and TFLITE_TRANSFER_FLOWERS at ../shared/flower_photos; otherwise files are downloaded
+# into $TFLITE_TRANSFER_HOME (default ~/.cache/tflite_transfer).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV=${TT_VENV:-$ROOT/.venv}
+cmd=${1:-help}
+[ $# -gt 0 ] && shift
+
+ensure_stb() {
+    [ -f /usr/include/stb/stb_image.h ] && return 0
+    echo "run.sh: installing Debian's libstb-dev (stb_image.h)" >&2
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq libstb-dev >/dev/null
+}
+
+ensure_venv() {
+    ensure_stb
+    if [ ! -x "$VENV/bin/python" ]; then
+        python3 -m venv "$VENV"
+    fi
+    # shellcheck disable=SC1091
+    . "$VENV/bin/activate"
+    local stamp="$VENV/.tt_installed"
+    local want
+    want=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+        python -m pip install -q --upgrade pip
+        python -m pip install -q "numpy>=2.0" "setuptools>=68" wheel \
+            "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0"
+        python -m pip install -q --no-build-isolation -e "$ROOT[test,report]"
+        echo "$want" >"$stamp"
+    fi
+    # Rebuild the extension when a C file changed (cheap when nothing did).
+    (cd "$ROOT" && python setup.py -q build_ext --inplace >/dev/null)
+}
+
+shared_defaults() {
+    local shared="$ROOT/../shared"
+    if [ -d "$shared/models" ] && [ -z "${TFLITE_TRANSFER_MIRROR:-}" ]; then
+        export TFLITE_TRANSFER_MIRROR="$(cd "$shared/models" && pwd)"
+    fi
+    if [ -d "$shared/flower_photos" ] && [ -z "${TFLITE_TRANSFER_FLOWERS:-}" ]; then
+        export TFLITE_TRANSFER_FLOWERS="$(cd "$shared/flower_photos" && pwd)"
+    fi
+}
+
+case "$cmd" in
+flowers)
+    ensure_venv; shared_defaults
+    exec python -m tflite_transfer flowers "$@" ;;
+classify)
+    ensure_venv; shared_defaults
+    exec python -m tflite_transfer classify "$@" ;;
+test)
+    ensure_venv
+    cd "$ROOT"
+    exec python -m pytest tests "$@" ;;
+asan)
+    ensure_venv
+    cd "$ROOT"
+    build=$(mktemp -d)
+    trap 'rm -rf "$build"' EXIT
+    # A separate sanitized copy of the extension, so the normal build is untouched.
+    cp -r tflite_transfer "$build/"
+    TT_SANITIZE=1 python setup.py -q build_ext --build-temp "$build/tmp" --build-lib "$build" --force >/dev/null
+    export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export TT_SANITIZED_BUILD="$build"
+    # Run from the sanitized copy so that it, not the source tree, is imported.
+    cd "$build"
+    LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+        python -m pytest -p no:cacheprovider --rootdir "$ROOT" \
+        "$ROOT/tests/test_reader.py" "$ROOT/tests/test_decode.py" "$@" ;;
+bench)
+    ensure_venv; shared_defaults
+    cd "$ROOT"
+    for b in benchmarks/bench_*.py; do python "$b"; done ;;
+*)
+    sed -n '2,20p' "$0"; exit 2 ;;
+esac
