@@ -41,7 +41,7 @@ ensure_venv() {
     want=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         python -m pip install -q --upgrade pip
-        python -m pip install -q "numpy>=2.0" "setuptools>=68" wheel \
+        python -m pip install -q "numpy>=2.0" "setuptools>=77" wheel \
             "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0"
         python -m pip install -q --no-build-isolation -e "$ROOT[test,report]"
         echo "$want" >"$stamp"
