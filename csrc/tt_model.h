@@ -144,6 +144,13 @@ typedef struct tt_engine tt_engine;
 tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
                            int32_t output_tensor, tt_engine **out);
 
+/* Shape of tensor `output_tensor` when the model runs on `batch` images of
+ * in_h x in_w pixels (0: the model's own size), by the same shape propagation
+ * as tt_engine_create but without building anything. Fails as create would
+ * (unreachable tensor, shapes that do not fit). */
+tt_status tt_model_output_shape(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                                int32_t output_tensor, int32_t *rank, int64_t shape[TT_MAX_RANK]);
+
 /* Output shape of the engine (NHWC or [N, C]); *rank <= TT_MAX_RANK. */
 void tt_engine_output_shape(const tt_engine *engine, int32_t *rank, int64_t shape[TT_MAX_RANK]);
 
