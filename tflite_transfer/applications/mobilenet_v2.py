@@ -289,6 +289,10 @@ class MobileNetV2Model(Layer):
         self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
         self.probabilities_tensor = self.model.outputs[0]
         self.include_top = bool(include_top)
+        n_out = int(self.model.tensors[self.probabilities_tensor]["shape"][-1])
+        if self.include_top and classes != n_out:
+            raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
+                             f"(the model's outputs; index 0 = background). Received: classes={classes!r}")
         self.pooling = pooling
         self.classes = int(classes)
         h, w, c = input_shape
@@ -553,9 +557,4 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         name = f"mobilenetv2_1.00_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
                          name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
-    if include_top:
-        n_out = m.output_shape[-1]
-        if classes != n_out:
-            raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
-                             f"(the model's outputs; index 0 = background). Received: classes={classes!r}")
     return m
