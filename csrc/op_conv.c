@@ -66,19 +66,33 @@ tt_status conv_forward_build(tt_engine *e, int32_t i) {
             rv = -1;
     }
 
+    /* Attempts, best first: the input's own layout (no reorder; oneDNN 3.2's
+     * brgemm kernels run NHWC, so a whole NHWC chain needs no reorder at all),
+     * then format_tag_any with a reorder; each with the residual fused if planned. */
     dnnl_primitive_desc_t pd = NULL;
     dnnl_status_t st = dnnl_unimplemented;
     tt_status s;
-    for (int attempt = rv >= 0 ? 0 : 1; attempt < 2 && st != dnnl_success; attempt++) {
-        bool fuse = attempt == 0;
+    for (int attempt = 0; attempt < 4 && st != dnnl_success; attempt++) {
+        bool fuse = attempt < 2, own_src = (attempt % 2) == 0;
+        if (fuse && rv < 0) continue;
         dnnl_primitive_attr_t attr = NULL;
         tt_activation act = fuse ? m->ops[add].activation : op->activation;
         if ((s = tt_attr(e, i, act, fuse, &attr))) return s;
         st = dnnl_convolution_forward_primitive_desc_create(
-            &pd, e->eng, dnnl_forward_inference, dnnl_convolution_direct, src_any, w_any, b_md,
-            fuse ? e->values[rv].md : dst_any, strides, dilates, pad_l, pad_r, attr);
+            &pd, e->eng, dnnl_forward_inference, dnnl_convolution_direct, own_src ? e->values[xv].md : src_any,
+            w_any, b_md, fuse ? e->values[rv].md : dst_any, strides, dilates, pad_l, pad_r, attr);
         dnnl_primitive_attr_destroy(attr);
-        if (st != dnnl_success && fuse) rv = -1; /* fall back to a separate binary ADD */
+        /* Keep a reference kernel only as the last resort. */
+        if (st == dnnl_success && attempt < 3) {
+            const char *impl = NULL;
+            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+            if (impl && strncmp(impl, "ref", 3) == 0) {
+                dnnl_primitive_desc_destroy(pd);
+                pd = NULL;
+                st = dnnl_unimplemented;
+            }
+        }
+        if (st == dnnl_success && !fuse) rv = -1; /* fused attempts failed: a separate binary ADD */
     }
     if (st != dnnl_success) return tt_dnnl_fail(e, i, "convolution descriptor", st);
 
