@@ -636,6 +636,35 @@ tt_status tt_model_output_shape(const tt_model *model, int32_t batch, int32_t in
 
 /* ---- planning: liveness and residual fusion ------------------------------------------ */
 
+/* A PAD whose output only feeds one CONV_2D / DEPTHWISE_CONV_2D (Keras' ZeroPadding2D
+ * before a stride-2 conv) becomes that conv's padding: no copy, no plain layout. */
+static void plan_pad_folding(tt_engine *e) {
+    const tt_model *m = e->model;
+    for (int32_t i = 0; i < m->n_ops; i++) e->fold_pad[i] = -1;
+    for (int32_t i = 0; i < m->n_ops; i++) {
+        const tt_op *op = &m->ops[i];
+        if (!e->needed[i] || (op->type != TT_OP_CONV_2D && op->type != TT_OP_DEPTHWISE_CONV_2D)) continue;
+        int32_t t = op->inputs[0], p = e->producer[t];
+        if (p < 0 || m->ops[p].type != TT_OP_PAD || t == e->output_tensor) continue;
+        const int32_t *pads = m->tensors[m->ops[p].inputs[1]].idata;
+        if (pads[0] || pads[1] || pads[6] || pads[7]) continue; /* batch or channel padding */
+        int32_t readers = 0;
+        for (int32_t q = 0; q < m->n_ops; q++) {
+            if (!e->needed[q]) continue;
+            for (int32_t k = 0; k < m->ops[q].n_inputs; k++) readers += m->ops[q].inputs[k] == t;
+        }
+        if (readers != 1) continue;
+        e->fold_pad[i] = p;
+        e->needed[p] = false; /* the conv reads the PAD's input directly */
+    }
+}
+
+/* Input k of op i as the engine reads it (a folded PAD's input for its conv). */
+int32_t tt_op_input(const tt_engine *e, int32_t i, int32_t k) {
+    if (k == 0 && e->fold_pad[i] >= 0) return e->model->ops[e->fold_pad[i]].inputs[0];
+    return e->model->ops[i].inputs[k];
+}
+
 static void plan_liveness(tt_engine *e) {
     const tt_model *m = e->model;
     for (int32_t t = 0; t < m->n_tensors; t++) {
@@ -645,7 +674,7 @@ static void plan_liveness(tt_engine *e) {
     for (int32_t i = 0; i < m->n_ops; i++) {
         if (!e->needed[i]) continue;
         for (int32_t k = 0; k < m->ops[i].n_inputs; k++) {
-            int32_t t = m->ops[i].inputs[k];
+            int32_t t = tt_op_input(e, i, k);
             if (t < 0) continue;
             e->last_use[t] = i;
             e->consumers[t]++;
@@ -678,7 +707,7 @@ static void plan_fusion(tt_engine *e) {
             for (int32_t q = 0; q < m->n_ops && ok; q++) {
                 if (!e->needed[q] || q == k) continue;
                 for (int32_t u = 0; u < m->ops[q].n_inputs; u++)
-                    if (m->ops[q].inputs[u] == r && q >= j) ok = false;
+                    if (tt_op_input(e, q, u) == r && q >= j) ok = false;
             }
             if (!ok) continue;
             e->fuse_add[j] = k;
@@ -727,7 +756,8 @@ tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, i
     e->tensor_value = (int32_t *)calloc(nt, sizeof(int32_t));
     e->fuse_add = (int32_t *)calloc(no, sizeof(int32_t));
     e->add_done = (bool *)calloc(no, sizeof(bool));
-    if (!e->shapes || !e->needed || !e->producer || !e->last_use || !e->consumers || !e->tensor_value ||
+    e->fold_pad = (int32_t *)calloc(no, sizeof(int32_t));
+    if (!e->fold_pad || !e->shapes || !e->needed || !e->producer || !e->last_use || !e->consumers || !e->tensor_value ||
         !e->fuse_add || !e->add_done) {
         s = oom();
         goto error;
@@ -736,6 +766,7 @@ tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, i
     int32_t in = model->inputs[0];
     e->in_h = (int32_t)e->shapes[in].d[1];
     e->in_w = (int32_t)e->shapes[in].d[2];
+    plan_pad_folding(e);
     plan_liveness(e);
     plan_fusion(e);
     for (size_t t = 0; t < nt; t++) e->tensor_value[t] = -1;
@@ -876,5 +907,6 @@ void tt_engine_destroy(tt_engine *e) {
     free(e->tensor_value);
     free(e->fuse_add);
     free(e->add_done);
+    free(e->fold_pad);
     free(e);
 }

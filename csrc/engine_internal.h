@@ -74,6 +74,7 @@ struct tt_engine {
     int32_t *producer;       /* [n_tensors] op writing it, -1 */
     int32_t *fuse_add;       /* [n_ops] for a CONV_2D: the ADD it may absorb as a sum post-op, -1 */
     bool *add_done;          /* [n_ops] ADD already computed by its conv's sum post-op */
+    int32_t *fold_pad;       /* [n_ops] for a conv: the PAD op folded into its padding, -1 */
     int32_t *tensor_value;   /* [n_tensors] value index, -1 */
     int32_t now;             /* op being built: slots busy until before it are free */
 
@@ -135,6 +136,9 @@ dnnl_memory_t tt_value_as(tt_engine *e, int32_t i, int32_t v, const_dnnl_memory_
 /* Value holding v's bytes in plain layout (v itself, or a reordered temporary
  * live until op i). -1 on failure. */
 int32_t tt_value_plain(tt_engine *e, int32_t i, int32_t v);
+/* Input k of op i as the engine reads it: for a conv with a folded PAD, input 0
+ * is the PAD's input. */
+int32_t tt_op_input(const tt_engine *e, int32_t i, int32_t k);
 /* Value index of tensor `t`'s input to op i (must already be computed). */
 int32_t tt_input_value(tt_engine *e, int32_t i, int32_t t);
 

@@ -20,14 +20,22 @@ tt_status conv_forward_build(tt_engine *e, int32_t i) {
     bool dw = op->type == TT_OP_DEPTHWISE_CONV_2D;
     const tt_tensor *w = &m->tensors[op->inputs[1]];
     const tt_tensor *b = (op->n_inputs > 2 && op->inputs[2] >= 0) ? &m->tensors[op->inputs[2]] : NULL;
-    int32_t xv = tt_input_value(e, i, op->inputs[0]);
+    int32_t xv = tt_input_value(e, i, tt_op_input(e, i, 0));
     if (xv < 0) return TT_INVALID_MODEL;
     const tt_shape *x = &e->values[xv].shape;
+    const tt_shape *xp = &e->shapes[op->inputs[0]]; /* after a folded PAD, if any */
     const tt_shape *y = &e->shapes[op->output];
     int64_t kh = w->shape[1], kw = w->shape[2], cin = x->d[3], cout = y->d[3];
     int64_t oh, ow, pt, pb, pl, pr;
-    tt_tf_padding(op->padding, x->d[1], kh, op->stride_h, op->dilation_h, &oh, &pt, &pb);
-    tt_tf_padding(op->padding, x->d[2], kw, op->stride_w, op->dilation_w, &ow, &pl, &pr);
+    tt_tf_padding(op->padding, xp->d[1], kh, op->stride_h, op->dilation_h, &oh, &pt, &pb);
+    tt_tf_padding(op->padding, xp->d[2], kw, op->stride_w, op->dilation_w, &ow, &pl, &pr);
+    if (e->fold_pad[i] >= 0) { /* zero padding of the PAD op, in front of the conv's own */
+        const int32_t *pads = e->model->tensors[e->model->ops[e->fold_pad[i]].inputs[1]].idata;
+        pt += pads[2];
+        pb += pads[3];
+        pl += pads[4];
+        pr += pads[5];
+    }
 
     int64_t src_dims[4] = {x->d[0], cin, x->d[1], x->d[2]};
     int64_t dst_dims[4] = {y->d[0], cout, oh, ow};

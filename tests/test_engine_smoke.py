@@ -113,3 +113,68 @@ def test_nan_input_does_not_crash_or_poison_later_runs(model, photos):
     x = np.full((5, 224, 224, 3), np.nan, np.float32)
     assert model.run(x).shape == (5, 1001)
     assert model.run(photos).argmax(axis=1).tolist() == list(EXPECTED_TOP1.values())
+
+
+# ---- engine-specific graph rewrites, checked against NumPy float64 ---------------------------
+
+def _conv_ref(x, w, stride, pads, depthwise=False):
+    """Cross-correlation as TFLite: x [N, H, W, C]; w [O, KH, KW, C] or depthwise [1, KH, KW, C];
+    pads ((top, bottom), (left, right)) of zeros."""
+    x = np.pad(x.astype(np.float64), ((0, 0), pads[0], pads[1], (0, 0)))
+    kh, kw = w.shape[1:3]
+    oh, ow = (x.shape[1] - kh) // stride + 1, (x.shape[2] - kw) // stride + 1
+    y = 0.0
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride]
+            y = y + (patch * w[0, i, j] if depthwise else patch @ w[:, i, j, :].T.astype(np.float64))
+    return y
+
+
+def _t(name, shape, data=None, dtype="float32"):
+    return dict(name=name, shape=shape, dtype=dtype, data=data)
+
+
+def test_residual_add_folded_into_the_projecting_conv_matches_numpy():
+    """MobileNetV2 block: expand 1x1 (RELU6) -> depthwise 3x3 (RELU6) -> project 1x1 -> ADD(block input).
+    The engine computes the ADD as a sum post-op of the projecting conv, in the input's buffer."""
+    rng = np.random.default_rng(3)
+    c, e = 8, 24
+    w0 = rng.normal(size=(c, 1, 1, 3)) * 0.5
+    w1, w2, w3 = (rng.normal(size=s) * 0.3 for s in [(e, 1, 1, c), (1, 3, 3, e), (c, 1, 1, e)])
+    data = build_model(
+        [_t("x", [1, 9, 9, 3]), _t("w0", [c, 1, 1, 3], w0), _t("a", [1, 9, 9, c]), _t("w1", [e, 1, 1, c], w1),
+         _t("h1", [1, 9, 9, e]), _t("w2", [1, 3, 3, e], w2), _t("h2", [1, 9, 9, e]), _t("w3", [c, 1, 1, e], w3),
+         _t("p", [1, 9, 9, c]), _t("y", [1, 9, 9, c])],
+        [dict(op="CONV_2D", inputs=[0, 1, -1], outputs=[2]),
+         dict(op="CONV_2D", inputs=[2, 3, -1], outputs=[4], options=dict(fused_activation_function="RELU6")),
+         dict(op="DEPTHWISE_CONV_2D", inputs=[4, 5, -1], outputs=[6], options=dict(fused_activation_function="RELU6")),
+         dict(op="CONV_2D", inputs=[6, 7, -1], outputs=[8]),
+         dict(op="ADD", inputs=[8, 2], outputs=[9])], [0], [9])
+    x = rng.normal(size=(2, 9, 9, 3)).astype(np.float32)
+    a = _conv_ref(x, w0, 1, ((0, 0), (0, 0)))
+    h = np.clip(_conv_ref(a, w1, 1, ((0, 0), (0, 0))), 0, 6)
+    h = np.clip(_conv_ref(h, w2, 1, ((1, 1), (1, 1)), depthwise=True), 0, 6)
+    ref = _conv_ref(h, w3, 1, ((0, 0), (0, 0))) + a
+    got = np.full(ref.shape, np.nan, np.float32)
+    got[...] = _core.Model(data).run(x)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
+
+
+def test_pad_folded_into_a_stride_2_valid_depthwise_conv_matches_numpy():
+    """Keras' ZeroPadding2D(((0, 1), (0, 1))) + DepthwiseConv2D(3, strides=2, padding='valid'): the PAD
+    becomes the conv's (asymmetric) padding."""
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(1, 3, 3, 5))
+    pads = np.array([[0, 0], [0, 1], [0, 1], [0, 0]])
+    data = build_model(
+        [_t("x", [1, 8, 7, 5]), _t("pads", [4, 2], pads, "int32"), _t("xp", [1, 9, 8, 5]), _t("w", [1, 3, 3, 5], w),
+         _t("y", [1, 4, 3, 5])],
+        [dict(op="PAD", inputs=[0, 1], outputs=[2]),
+         dict(op="DEPTHWISE_CONV_2D", inputs=[2, 3, -1], outputs=[4],
+              options=dict(padding="VALID", stride_h=2, stride_w=2, fused_activation_function="RELU"))], [0], [4])
+    x = rng.normal(size=(3, 8, 7, 5)).astype(np.float32)
+    ref = np.maximum(_conv_ref(x, w, 2, ((0, 1), (0, 1)), depthwise=True), 0)
+    got = _core.Model(data).run(x)
+    assert got.shape == ref.shape == (3, 4, 3, 5)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * np.abs(ref).max())
