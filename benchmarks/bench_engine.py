@@ -183,10 +183,15 @@ def main(argv=None):
             row["ratio_vs_tf"] = ips / row["tf_images_per_s"]
         rows.append(row)
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"\nCPU: {cpu['model_name']} ({cpu['isa']}), {cpu['cores']} cores visible, oneDNN threads {threads}")
+    if load:
+        print(f"load average during the run: {load[0]:.2f} (1 min) on {cpu['cores']} cores; "
+              "a busy machine lowers every number below")
     print(f"float32 peak: {cpu['peak_formula']}")
-    print(f"oneDNN {tflite_transfer._core.onednn_version() if hasattr(tflite_transfer._core, 'onednn_version') else '?'}"
-          f"; weights {os.path.basename(model.weights_path)}; pooled features (N, 1280)")
+    v = tflite_transfer._core.onednn_version() if hasattr(tflite_transfer._core, "onednn_version") else None
+    onednn = ".".join(str(p) for p in v[:3]) if isinstance(v, tuple) else str(v)
+    print(f"oneDNN {onednn}; weights {os.path.basename(model.weights_path)}; pooled features (N, 1280)")
     print(f"PyTorch: {torch_note}")
     print(f"TensorFlow: {tf_note}\n")
     hdr = f"{'batch':>5} {'ms/batch':>9} {'img/s':>8} {'GFLOP/s':>8} {'% peak':>7} {'torch img/s':>12} " \
@@ -203,7 +208,8 @@ def main(argv=None):
 
     result = dict(benchmark="MobileNetV2 1.0/224 pooled features, float32", flop_per_image=FLOP_PER_IMAGE,
                   command="python3 benchmarks/bench_engine.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cpu=cpu, onednn_threads=threads,
+                  time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cpu=cpu, onednn=onednn, onednn_threads=threads,
+                  load_average_1min=load[0] if load else None,
                   weights=os.path.basename(model.weights_path), torch=torch_note, tensorflow=tf_note, rows=rows)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as fh:
