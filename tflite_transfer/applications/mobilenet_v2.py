@@ -50,9 +50,12 @@ __all__ = ["MobileNetV2", "MobileNetV2Model", "preprocess_input", "decode_predic
 
 _CORAL = "https://github.com/google-coral/test_data/raw/master/"
 
-#: Label files: fname -> dict(origin, size, sha256). The shared copy of
-#: imagenet_labels.txt (1001 lines, "background" first, full WordNet synonyms
-#: per line) is the reference; its SHA-256 and size are recorded here.
+#: Label files: fname -> dict(origin, size, sha256). The SHA-256 and size are
+#: those of the project's reference copy of imagenet_labels.txt (1001 lines,
+#: "background" first, the full WordNet synonyms of each class per line, e.g.
+#: "tench, Tinca tinca"). Unverified: that `origin` serves byte-identical content
+#: (it could not be fetched while writing this; if it differs, a download fails
+#: the SHA-256 check with a message naming the file and the folder to place it in).
 LABELS_REGISTRY = {
     "imagenet_labels.txt": dict(
         origin="https://storage.googleapis.com/download.tensorflow.org/data/ImageNetLabels.txt",
