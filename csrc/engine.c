@@ -683,6 +683,10 @@ static void plan_liveness(tt_engine *e) {
     e->last_use[e->output_tensor] = TT_LIVE_FOREVER;
 }
 
+static bool is_view_op(tt_op_type t) {
+    return t == TT_OP_RESHAPE || t == TT_OP_QUANTIZE || t == TT_OP_DEQUANTIZE;
+}
+
 /* The MobileNetV2 residual: y = conv(x) + r with conv's output read only by the
  * ADD. The conv can write into r's buffer with a sum post-op when r is not read
  * after the conv starts (its other readers all run before the conv). Checked
@@ -702,12 +706,13 @@ static void plan_fusion(tt_engine *e) {
             if (is_const(&m->tensors[r]) || r == m->inputs[0] || e->producer[r] < 0 || e->producer[r] >= j) continue;
             if (e->shapes[a].rank != 4 || memcmp(&e->shapes[a], &e->shapes[r], sizeof(tt_shape)) != 0) continue;
             if (e->fuse_add[j] >= 0) continue;
-            /* every other reader of r must run before the conv */
-            bool ok = true;
+            /* Every other reader of r must run before the conv, and r's bytes must be
+             * r's alone: no view (RESHAPE, QUANTIZE, DEQUANTIZE) of r or under r. */
+            bool ok = !is_view_op(m->ops[e->producer[r]].type);
             for (int32_t q = 0; q < m->n_ops && ok; q++) {
                 if (!e->needed[q] || q == k) continue;
                 for (int32_t u = 0; u < m->ops[q].n_inputs; u++)
-                    if (tt_op_input(e, q, u) == r && q >= j) ok = false;
+                    if (tt_op_input(e, q, u) == r && (q >= j || is_view_op(m->ops[q].type))) ok = false;
             }
             if (!ok) continue;
             e->fuse_add[j] = k;
