@@ -683,6 +683,10 @@ static void plan_liveness(tt_engine *e) {
     e->last_use[e->output_tensor] = TT_LIVE_FOREVER;
 }
 
+static bool is_view_op(tt_op_type t) {
+    return t == TT_OP_RESHAPE || t == TT_OP_QUANTIZE || t == TT_OP_DEQUANTIZE;
+}
+
 /* The MobileNetV2 residual: y = conv(x) + r with conv's output read only by the
  * ADD. The conv can write into r's buffer with a sum post-op when r is not read
  * after the conv starts (its other readers all run before the conv). Checked
@@ -702,12 +706,13 @@ static void plan_fusion(tt_engine *e) {
             if (is_const(&m->tensors[r]) || r == m->inputs[0] || e->producer[r] < 0 || e->producer[r] >= j) continue;
             if (e->shapes[a].rank != 4 || memcmp(&e->shapes[a], &e->shapes[r], sizeof(tt_shape)) != 0) continue;
             if (e->fuse_add[j] >= 0) continue;
-            /* every other reader of r must run before the conv */
-            bool ok = true;
+            /* Every other reader of r must run before the conv, and r's bytes must be
+             * r's alone: no view (RESHAPE, QUANTIZE, DEQUANTIZE) of r or under r. */
+            bool ok = !is_view_op(m->ops[e->producer[r]].type);
             for (int32_t q = 0; q < m->n_ops && ok; q++) {
                 if (!e->needed[q] || q == k) continue;
                 for (int32_t u = 0; u < m->ops[q].n_inputs; u++)
-                    if (tt_op_input(e, q, u) == r && q >= j) ok = false;
+                    if (tt_op_input(e, q, u) == r && (q >= j || is_view_op(m->ops[q].type))) ok = false;
             }
             if (!ok) continue;
             e->fuse_add[j] = k;
@@ -737,8 +742,9 @@ static tt_status build_op(tt_engine *e, int32_t i) {
     }
 }
 
-tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
-                           int32_t output_tensor, tt_engine **out) {
+/* Builds one engine that runs the whole batch at once. */
+static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                              int32_t output_tensor, tt_engine **out) {
     *out = NULL;
     tt_status s = TT_OK;
     dnnl_status_t st;
@@ -862,7 +868,77 @@ void tt_engine_output_shape(const tt_engine *engine, int32_t *rank, int64_t shap
     memcpy(shape, engine->out_shape.d, sizeof(int64_t) * TT_MAX_RANK);
 }
 
+/* True when every image of the batch is computed independently of the others
+ * (no op mixes the batch dimension), so the batch may run in chunks. */
+static bool images_independent(const tt_engine *e) {
+    const tt_model *m = e->model;
+    const tt_shape *o = &e->out_shape;
+    if (o->rank < 1 || o->d[0] != e->batch) return false;
+    for (int32_t i = 0; i < m->n_ops; i++) {
+        if (!e->needed[i]) continue;
+        const tt_op *op = &m->ops[i];
+        const tt_shape *x = &e->shapes[op->inputs[0]];
+        if (op->type == TT_OP_CONCATENATION && (op->axis == 0 || op->axis == -x->rank)) return false;
+        if (op->type == TT_OP_PAD) {
+            const int32_t *pads = m->tensors[op->inputs[1]].idata;
+            if (pads[0] || pads[1]) return false;
+        }
+        if (op->type == TT_OP_FULLY_CONNECTED) {
+            int64_t per_image = 1;
+            for (int32_t k = 1; k < x->rank; k++) per_image *= x->d[k];
+            if (x->rank < 1 || per_image % m->tensors[op->inputs[1]].shape[1] != 0) return false;
+        }
+    }
+    return true;
+}
+
+tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                           int32_t output_tensor, tt_engine **out) {
+    *out = NULL;
+    if (batch <= TT_MICRO_BATCH) return engine_build(model, batch, in_h, in_w, output_tensor, out);
+    /* Micro-batching: MobileNetV2's early activations are ~5 MB per image, so a
+     * batch of 32 streams through memory instead of cache; chunks of
+     * TT_MICRO_BATCH images keep them cache-sized and the buffers small. */
+    tt_engine *e = (tt_engine *)calloc(1, sizeof *e);
+    if (!e) return oom();
+    int32_t chunk = TT_MICRO_BATCH, rest = batch % chunk;
+    tt_status s = engine_build(model, chunk, in_h, in_w, output_tensor, &e->sub[0]);
+    if (s == TT_OK && !images_independent(e->sub[0])) { /* must run as one batch */
+        tt_engine_destroy(e->sub[0]);
+        free(e);
+        return engine_build(model, batch, in_h, in_w, output_tensor, out);
+    }
+    if (s == TT_OK && rest) s = engine_build(model, rest, in_h, in_w, output_tensor, &e->sub[1]);
+    if (s != TT_OK) {
+        tt_engine_destroy(e);
+        return s;
+    }
+    tt_engine *c = e->sub[0];
+    e->model = model;
+    e->batch = batch;
+    e->in_h = c->in_h;
+    e->in_w = c->in_w;
+    e->output_tensor = output_tensor;
+    e->n_chunks = batch / chunk;
+    e->out_shape = c->out_shape;
+    e->out_shape.d[0] = batch;
+    const tt_tensor *in = &model->tensors[model->inputs[0]];
+    e->in_chunk = (int64_t)chunk * c->in_h * c->in_w * in->shape[3];
+    e->out_chunk = 1;
+    for (int32_t k = 0; k < c->out_shape.rank; k++) e->out_chunk *= c->out_shape.d[k];
+    *out = e;
+    return TT_OK;
+}
+
 tt_status tt_engine_run(tt_engine *e, const float *input, float *output) {
+    if (e->sub[0]) {
+        tt_status s = TT_OK;
+        for (int32_t k = 0; k < e->n_chunks && s == TT_OK; k++)
+            s = tt_engine_run(e->sub[0], input + k * e->in_chunk, output + k * e->out_chunk);
+        if (s == TT_OK && e->sub[1])
+            s = tt_engine_run(e->sub[1], input + e->n_chunks * e->in_chunk, output + e->n_chunks * e->out_chunk);
+        return s;
+    }
     for (int32_t k = 0; k < e->n_bindings; k++)
         if (e->bindings[k].slot < 0) dnnl_memory_set_data_handle(e->bindings[k].mem, (void *)input);
     dnnl_memory_set_data_handle(e->out_mem, output);
@@ -883,6 +959,8 @@ tt_status tt_engine_run(tt_engine *e, const float *input, float *output) {
 
 void tt_engine_destroy(tt_engine *e) {
     if (!e) return;
+    tt_engine_destroy(e->sub[0]);
+    tt_engine_destroy(e->sub[1]);
     for (int32_t k = 0; k < e->n_steps; k++) dnnl_primitive_destroy(e->steps[k].prim);
     for (int32_t k = 0; k < e->n_mems; k++) dnnl_memory_destroy(e->mems[k]);
     for (int32_t k = 0; k < e->n_mds; k++) dnnl_memory_desc_destroy(e->mds[k]);

@@ -25,6 +25,9 @@
 
 #define TT_STEP_MAX_ARGS (TT_MAX_OP_INPUTS + 4)
 #define TT_LIVE_FOREVER INT32_MAX
+#ifndef TT_MICRO_BATCH
+#define TT_MICRO_BATCH 8     /* images per chunk for larger batches (see tt_engine_create) */
+#endif
 
 typedef struct tt_shape {
     int32_t rank;
@@ -102,6 +105,12 @@ struct tt_engine {
 
     dnnl_memory_t out_mem;   /* plain output, handle set by run */
     tt_shape out_shape;
+
+    /* Micro-batching (batch > TT_MICRO_BATCH): this engine only runs its sub-engines. */
+    tt_engine *sub[2];       /* owned: [0] for chunks of TT_MICRO_BATCH images, [1] the remainder or NULL */
+    int32_t n_chunks;        /* full chunks run through sub[0] */
+    int64_t in_chunk;        /* floats of input per chunk */
+    int64_t out_chunk;       /* floats of output per chunk */
 };
 
 /* ---- engine.c helpers for the op builders ------------------------------------ */

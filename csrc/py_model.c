@@ -70,7 +70,7 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"data", "name", NULL};
     PyObject *data;
     PyObject *name = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|U:Model", kwlist, &data, &name)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:Model", kwlist, &data, &name)) return NULL;
     PyObject *module = PyType_GetModuleByDef(type, &tt_module_def);
     if (!module) return NULL;
     Py_buffer view;
@@ -85,7 +85,8 @@ static PyObject *Model_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         PyBuffer_Release(&view);
         return NULL;
     }
-    self->name = name ? Py_NewRef(name) : PyUnicode_FromString("<bytes>");
+    /* str(name), so a pathlib.Path works too */
+    self->name = (name && name != Py_None) ? PyObject_Str(name) : PyUnicode_FromString("<bytes>");
     self->lock = PyThread_allocate_lock();
     if (!self->name || !self->lock) {
         PyBuffer_Release(&view);
