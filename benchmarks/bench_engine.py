@@ -145,9 +145,11 @@ def bench_tf(batches, seconds):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32, 64])
-    ap.add_argument("--seconds", type=float, default=2.5, help="timing budget per (framework, batch size)")
+    ap.add_argument("--seconds", type=float, default=2.0, help="timing budget per (framework, batch size)")
     ap.add_argument("--weights", default="imagenet")
     ap.add_argument("--fma-units", type=int, default=None)
+    ap.add_argument("--threads", type=int, nargs="+", default=None,
+                    help="oneDNN thread counts to run (default: oneDNN's default, then 1)")
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-tf", action="store_true")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "engine.json"))
@@ -157,48 +159,53 @@ def main(argv=None):
     from tflite_transfer import applications
 
     cpu = cpu_info(args.fma_units)
-    threads = tflite_transfer.get_num_threads()
-    model = applications.MobileNetV2(include_top=False, pooling="avg", weights=args.weights)
+    default_threads = tflite_transfer.get_num_threads()
+    thread_counts = args.threads or sorted({default_threads, 1}, reverse=True)
     rng = np.random.default_rng(0)
-    ours, best = {}, {}
-    for b in args.batches:
-        x = rng.uniform(-1, 1, size=(b, 224, 224, 3)).astype(np.float32)
-        (ours[b], best[b]), n = time_fn(lambda: model.predict(x, batch_size=b), args.seconds)
-        print(f"  tflite_transfer batch {b:3d}: {b / ours[b]:8.1f} images/s median, {b / best[b]:8.1f} best "
-              f"({n} runs)", flush=True)
-
-    torch_t, torch_note = (None, "not run: --no-torch") if args.no_torch else bench_torch(args.batches, args.seconds,
-                                                                                          threads)
-    tf_t, tf_note = (None, "not run: --no-tf") if args.no_tf else bench_tf(args.batches, args.seconds)
-
+    xs = {b: rng.uniform(-1, 1, size=(b, 224, 224, 3)).astype(np.float32) for b in args.batches}
+    torch_note = tf_note = None
     rows = []
-    for b in args.batches:
-        ips = b / ours[b]
-        gflops = ips * FLOP_PER_IMAGE / 1e9
-        row = dict(batch=b, ms_per_batch=ours[b] * 1e3, images_per_s=ips, best_images_per_s=b / best[b],
-                   gflops=gflops,
-                   fraction_of_peak=gflops / cpu["peak_gflops"] if cpu["peak_gflops"] else None)
-        if torch_t:
-            row["torch_images_per_s"] = b / torch_t[b]
-            row["ratio_vs_torch"] = ips / row["torch_images_per_s"]
-        if tf_t:
-            row["tf_images_per_s"] = b / tf_t[b]
-            row["ratio_vs_tf"] = ips / row["tf_images_per_s"]
-        rows.append(row)
+    for threads in thread_counts:
+        tflite_transfer.set_num_threads(threads)
+        # A new model per thread count: oneDNN primitives keep the thread count they were created with.
+        model = applications.MobileNetV2(include_top=False, pooling="avg", weights=args.weights)
+        ours, best = {}, {}
+        for b in args.batches:
+            (ours[b], best[b]), n = time_fn(lambda: model.predict(xs[b], batch_size=b), args.seconds)
+            print(f"  tflite_transfer {threads} thread(s) batch {b:3d}: {b / ours[b]:8.1f} images/s median, "
+                  f"{b / best[b]:8.1f} best ({n} runs)", flush=True)
+        torch_t, torch_note = (None, "not run: --no-torch") if args.no_torch else \
+            bench_torch(args.batches, args.seconds, threads)
+        tf_t, tf_note = (None, "not run: --no-tf") if args.no_tf else bench_tf(args.batches, args.seconds)
+        for b in args.batches:
+            ips = b / ours[b]
+            gflops = ips * FLOP_PER_IMAGE / 1e9
+            row = dict(threads=threads, batch=b, ms_per_batch=ours[b] * 1e3, images_per_s=ips,
+                       best_images_per_s=b / best[b], gflops=gflops,
+                       fraction_of_peak=gflops / cpu["peak_gflops"] if cpu["peak_gflops"] else None)
+            if torch_t:
+                row["torch_images_per_s"] = b / torch_t[b]
+                row["ratio_vs_torch"] = ips / row["torch_images_per_s"]
+            if tf_t:
+                row["tf_images_per_s"] = b / tf_t[b]
+                row["ratio_vs_tf"] = ips / row["tf_images_per_s"]
+            rows.append(row)
+    tflite_transfer.set_num_threads(default_threads)
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(f"\nCPU: {cpu['model_name']} ({cpu['isa']}), {cpu['cores']} cores visible, oneDNN threads {threads}")
+    print(f"\nCPU: {cpu['model_name']} ({cpu['isa']}), {cpu['cores']} cores visible, "
+          f"oneDNN default threads {default_threads}")
     if load:
         print(f"load average during the run: {load[0]:.2f} (1 min) on {cpu['cores']} cores; "
               "a busy machine lowers every number below")
-    print(f"float32 peak: {cpu['peak_formula']}")
+    print(f"float32 peak (whole machine): {cpu['peak_formula']}")
     v = tflite_transfer._core.onednn_version() if hasattr(tflite_transfer._core, "onednn_version") else None
     onednn = ".".join(str(p) for p in v[:3]) if isinstance(v, tuple) else str(v)
     print(f"oneDNN {onednn}; weights {os.path.basename(model.weights_path)}; pooled features (N, 1280)")
-    print(f"PyTorch: {torch_note}")
+    print(f"PyTorch: {torch_note.replace(f'{thread_counts[-1]} threads', 'same threads as each row')}")
     print(f"TensorFlow: {tf_note}\n")
-    hdr = f"{'batch':>5} {'ms/batch':>9} {'img/s':>8} {'best':>7} {'GFLOP/s':>8} {'% peak':>7} {'torch img/s':>12} " \
-          f"{'x torch':>8} {'tf img/s':>9} {'x tf':>6}"
+    hdr = f"{'thr':>3} {'batch':>5} {'ms/batch':>9} {'img/s':>8} {'best':>7} {'GFLOP/s':>8} {'% peak':>7} " \
+          f"{'torch img/s':>12} {'x torch':>8} {'tf img/s':>9} {'x tf':>6}"
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -207,12 +214,13 @@ def main(argv=None):
         f = f"{r['tf_images_per_s']:9.1f} {r['ratio_vs_tf']:6.2f}" if "tf_images_per_s" in r else \
             f"{'not run':>9} {'-':>6}"
         pk = f"{100 * r['fraction_of_peak']:6.1f}%" if r["fraction_of_peak"] is not None else f"{'?':>7}"
-        print(f"{r['batch']:5d} {r['ms_per_batch']:9.1f} {r['images_per_s']:8.1f} {r['best_images_per_s']:7.1f} "
-              f"{r['gflops']:8.1f} {pk} {t} {f}")
+        print(f"{r['threads']:3d} {r['batch']:5d} {r['ms_per_batch']:9.1f} {r['images_per_s']:8.1f} "
+              f"{r['best_images_per_s']:7.1f} {r['gflops']:8.1f} {pk} {t} {f}")
 
     result = dict(benchmark="MobileNetV2 1.0/224 pooled features, float32", flop_per_image=FLOP_PER_IMAGE,
                   command="python3 benchmarks/bench_engine.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cpu=cpu, onednn=onednn, onednn_threads=threads,
+                  time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cpu=cpu, onednn=onednn,
+                  onednn_default_threads=default_threads,
                   load_average_1min=load[0] if load else None,
                   weights=os.path.basename(model.weights_path), torch=torch_note, tensorflow=tf_note, rows=rows)
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
