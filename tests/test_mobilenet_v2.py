@@ -293,6 +293,9 @@ def test_layer_interface(random_batch):
     np.testing.assert_array_equal(model.call(x, training=True), model.predict(x))
     frozen = applications.MobileNetV2(include_top=False, trainable=False)
     assert frozen.trainable is False
+    model.build((None, 224, 224, 3))
+    with pytest.raises(ValueError, match="input_shape"):
+        model.build((None, 160, 160, 3))
 
 
 def test_weights_of_the_base_are_fixed():

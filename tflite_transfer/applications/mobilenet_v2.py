@@ -305,10 +305,14 @@ class MobileNetV2Model(Layer):
         self.built = True
 
     # -- shapes ---------------------------------------------------------------
-    def _output_tensor(self, pooling):
-        if self.include_top:
-            return self.probabilities_tensor
-        return self.feature_map_tensor if pooling is None else None
+    def build(self, input_shape):
+        """Checks `input_shape` ((None, H, W, 3)) against the shape the model was
+        built for (it is built at construction); ValueError if they differ."""
+        if tuple(input_shape)[1:] != self.input_shape[1:]:
+            raise ValueError(f"{self.name!r} was built for input_shape={self.input_shape}; pass "
+                             f"input_shape={tuple(input_shape)[1:]} to MobileNetV2() instead. "
+                             f"Received: input_shape={tuple(input_shape)}")
+        self.built = True
 
     def compute_output_shape(self, input_shape):
         """Output shape (batch None) for `input_shape` (None, H, W, 3) (tuple)."""
