@@ -137,3 +137,23 @@ def test_preprocessed_float_input_does_not_warn(model, images):
         warnings.simplefilter("error")
         model.predict(x)
         model.predict(images)  # uint8 is preprocessed inside: no warning
+
+
+def test_one_model_shared_by_threads(model, images, expected):
+    """Concurrent predict() calls on one model (the engine serializes runs, the GIL is
+    released while it computes) give the same results as serial calls."""
+    import threading
+
+    x = mv.preprocess_input(images)
+    got = [None] * 4
+
+    def work(i):
+        got[i] = model.predict(x)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g in got:
+        np.testing.assert_array_equal(g, expected)

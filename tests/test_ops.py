@@ -313,3 +313,20 @@ def test_quantized_weights(kind, depthwise):
         want = ref.constant(i)
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7 * np.abs(want).max())
+
+
+# -- optional bias (input index -1) ---------------------------------------------------
+@pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"])
+def test_absent_bias(op):
+    rng = np.random.default_rng(18)
+    if op == "FULLY_CONNECTED":
+        wt = rng.standard_normal((5, 75)).astype(np.float32)
+        out = [1, 5]
+        opts = {}
+    else:
+        wt = rng.standard_normal((4, 3, 3, 3) if op == "CONV_2D" else (1, 3, 3, 3)).astype(np.float32)
+        out = [1, 5, 5, wt.shape[0] if op == "CONV_2D" else 3]
+        opts = dict(padding="SAME", depth_multiplier=1) if op != "CONV_2D" else dict(padding="SAME")
+    tensors = [_t("x", [1, 5, 5, 3]), _t("w", wt.shape, data=wt), _t("y", out)]
+    data = build_model(tensors, [dict(op=op, inputs=[0, 1, -1], outputs=[2], options=opts)], [0], [2])
+    _check(data, _input(rng, 5, 5, 3))
