@@ -1,0 +1,327 @@
+/* augment.c - batched augmentation kernels of Keras' preprocessing layers (RandomFlip,
+ * RandomRotation/Zoom/Translation via a projective warp, RandomCrop, RandomBrightness,
+ * RandomContrast) for uint8 and float32 NHWC batches. Random parameters are drawn by the
+ * caller (Python, a seeded NumPy Generator per layer); these kernels are deterministic.
+ * One pool item per image. Float math is float32 as in TF; uint8 outputs round half up and
+ * saturate. */
+#include "tt_image.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline uint8_t to_u8(float v) {
+    if (!(v > 0.0f)) return 0;
+    if (v >= 255.0f) return 255;
+    return (uint8_t)(v + 0.5f);
+}
+
+static inline float load(const void *x, tt_dtype dt, size_t i) {
+    return dt == TT_U8 ? (float)((const uint8_t *)x)[i] : ((const float *)x)[i];
+}
+
+static inline void store(void *y, tt_dtype dt, size_t i, float v) {
+    if (dt == TT_U8)
+        ((uint8_t *)y)[i] = to_u8(v);
+    else
+        ((float *)y)[i] = v;
+}
+
+static tt_status check_batch(const char *op, int64_t n, int h, int w, int c, tt_dtype dt) {
+    if (n < 0 || h <= 0 || w <= 0 || c <= 0)
+        return tt_error(TT_INVALID_ARGUMENT, "%s: bad batch shape (%lld, %d, %d, %d)", op, (long long)n, h, w, c);
+    if (dt != TT_U8 && dt != TT_F32) return tt_error(TT_INVALID_ARGUMENT, "%s: dtype must be uint8 or float32", op);
+    return TT_OK;
+}
+
+/* ------------------------------------------------------------------ flip */
+
+typedef struct flip_ctx {
+    const uint8_t *x; /* (n, h, w, c) elements of esz bytes */
+    uint8_t *y;       /* (n, h, w, c) */
+    size_t esz;
+    int h, w, c;
+    const uint8_t *flags; /* (n, 2): horizontal, vertical */
+} flip_ctx;
+
+static void flip_item(void *vctx, int64_t i) {
+    const flip_ctx *k = (const flip_ctx *)vctx;
+    const size_t pix = (size_t)k->c * k->esz, row = (size_t)k->w * pix, img = (size_t)k->h * row;
+    const uint8_t *x = k->x + (size_t)i * img;
+    uint8_t *y = k->y + (size_t)i * img;
+    const int fh = k->flags[2 * i] != 0, fv = k->flags[2 * i + 1] != 0;
+    for (int r = 0; r < k->h; r++) {
+        const uint8_t *src = x + (size_t)(fv ? k->h - 1 - r : r) * row;
+        uint8_t *dst = y + (size_t)r * row;
+        if (!fh) {
+            memcpy(dst, src, row);
+        } else {
+            for (int q = 0; q < k->w; q++) memcpy(dst + (size_t)q * pix, src + (size_t)(k->w - 1 - q) * pix, pix);
+        }
+    }
+}
+
+tt_status tt_flip_forward(tt_pool *pool, const void *x, void *y, tt_dtype dtype, int64_t n, int h, int w, int c,
+                          const uint8_t *flags) {
+    tt_status s = check_batch("flip", n, h, w, c, dtype);
+    if (s != TT_OK) return s;
+    flip_ctx k = {(const uint8_t *)x, (uint8_t *)y, dtype == TT_U8 ? 1 : sizeof(float), h, w, c, flags};
+    return tt_pool_run(pool, flip_item, &k, n);
+}
+
+/* ------------------------------------------------------------------ projective warp */
+
+/* Maps a coordinate into [0, len - 1] per fill mode, as TF's MapCoordinate functors. */
+static inline float map_coord(float v, int len, tt_fill_mode mode) {
+    const float flen = (float)len;
+    if (mode == TT_FILL_REFLECT) {
+        if (v < 0.0f) {
+            if (len <= 1) {
+                v = 0.0f;
+            } else {
+                const float sz2 = 2.0f * flen;
+                if (v < -sz2) v = sz2 * (float)(int64_t)(-v / sz2) + v;
+                v = (v < -flen) ? v + sz2 : -v - 1.0f;
+            }
+        } else if (v > flen - 1.0f) {
+            if (len <= 1) {
+                v = 0.0f;
+            } else {
+                const float sz2 = 2.0f * flen;
+                v -= sz2 * (float)(int64_t)(v / sz2);
+                if (v >= flen) v = sz2 - v - 1.0f;
+            }
+        }
+    } else if (mode == TT_FILL_WRAP) {
+        if (v < 0.0f) {
+            if (len <= 1) {
+                v = 0.0f;
+            } else {
+                const float sz = flen - 1.0f;
+                v += flen * ((float)(int64_t)(-v / sz) + 1.0f);
+            }
+        } else if (v > flen - 1.0f) {
+            if (len <= 1) {
+                v = 0.0f;
+            } else {
+                const float sz = flen - 1.0f;
+                v -= flen * (float)(int64_t)(v / sz);
+            }
+        }
+    } else if (mode == TT_FILL_CONSTANT) {
+        return v; /* out-of-range reads give fill_value */
+    }
+    /* clamp (NEAREST mode, and the half-pixel leftovers of reflect/wrap) */
+    if (v < 0.0f) v = 0.0f;
+    if (v > flen - 1.0f) v = flen - 1.0f;
+    return v;
+}
+
+typedef struct affine_ctx {
+    const void *x; /* (n, h, w, c) */
+    void *y;       /* (n, oh, ow, c) */
+    tt_dtype dt;
+    int h, w, c, oh, ow;
+    const float *tr; /* (n, 8) */
+    tt_interpolation method;
+    tt_fill_mode mode;
+    float fill;
+} affine_ctx;
+
+static inline float read_fill(const affine_ctx *k, size_t base, int64_t yy, int64_t xx, int ch) {
+    if (yy < 0 || yy >= k->h || xx < 0 || xx >= k->w) return k->fill;
+    return load(k->x, k->dt, base + ((size_t)yy * k->w + (size_t)xx) * k->c + ch);
+}
+
+static void affine_item(void *vctx, int64_t i) {
+    const affine_ctx *k = (const affine_ctx *)vctx;
+    const float *t = k->tr + 8 * i;
+    const size_t xbase = (size_t)i * k->h * k->w * k->c;
+    const size_t ybase = (size_t)i * k->oh * k->ow * k->c;
+    for (int yo = 0; yo < k->oh; yo++) {
+        for (int xo = 0; xo < k->ow; xo++) {
+            const size_t o = ybase + ((size_t)yo * k->ow + xo) * k->c;
+            const float fx = (float)xo, fy = (float)yo;
+            const float proj = t[6] * fx + t[7] * fy + 1.0f;
+            if (proj == 0.0f) {
+                for (int ch = 0; ch < k->c; ch++) store(k->y, k->dt, o + ch, k->fill);
+                continue;
+            }
+            const float in_x = (t[0] * fx + t[1] * fy + t[2]) / proj;
+            const float in_y = (t[3] * fx + t[4] * fy + t[5]) / proj;
+            const float mx = map_coord(in_x, k->w, k->mode);
+            const float my = map_coord(in_y, k->h, k->mode);
+            if (!isfinite(mx) || !isfinite(my) || fabsf(mx) > 1e9f || fabsf(my) > 1e9f) {
+                for (int ch = 0; ch < k->c; ch++) store(k->y, k->dt, o + ch, k->fill);
+                continue;
+            }
+            if (k->method == TT_NEAREST) {
+                const int64_t ry = (int64_t)roundf(my), rx = (int64_t)roundf(mx);
+                for (int ch = 0; ch < k->c; ch++) store(k->y, k->dt, o + ch, read_fill(k, xbase, ry, rx, ch));
+            } else {
+                const float y0 = floorf(my), x0 = floorf(mx), y1 = y0 + 1.0f, x1 = x0 + 1.0f;
+                const int64_t iy0 = (int64_t)y0, ix0 = (int64_t)x0;
+                for (int ch = 0; ch < k->c; ch++) {
+                    const float top = (x1 - mx) * read_fill(k, xbase, iy0, ix0, ch) +
+                                      (mx - x0) * read_fill(k, xbase, iy0, ix0 + 1, ch);
+                    const float bot = (x1 - mx) * read_fill(k, xbase, iy0 + 1, ix0, ch) +
+                                      (mx - x0) * read_fill(k, xbase, iy0 + 1, ix0 + 1, ch);
+                    store(k->y, k->dt, o + ch, (y1 - my) * top + (my - y0) * bot);
+                }
+            }
+        }
+    }
+}
+
+tt_status tt_affine_forward(tt_pool *pool, const void *x, void *y, tt_dtype dtype, int64_t n, int h, int w, int c,
+                            const float *transforms, int out_h, int out_w, tt_interpolation method,
+                            tt_fill_mode fill_mode, float fill_value) {
+    tt_status s = check_batch("affine transform", n, h, w, c, dtype);
+    if (s != TT_OK) return s;
+    if (out_h <= 0 || out_w <= 0)
+        return tt_error(TT_INVALID_ARGUMENT, "affine transform: output size must be positive, got %dx%d", out_h,
+                        out_w);
+    if (fill_mode < TT_FILL_REFLECT || fill_mode > TT_FILL_NEAREST)
+        return tt_error(TT_INVALID_ARGUMENT, "affine transform: unknown fill_mode %d", (int)fill_mode);
+    if (method != TT_BILINEAR && method != TT_NEAREST)
+        return tt_error(TT_INVALID_ARGUMENT, "affine transform: unknown interpolation %d", (int)method);
+    affine_ctx k = {x, y, dtype, h, w, c, out_h, out_w, transforms, method, fill_mode, fill_value};
+    return tt_pool_run(pool, affine_item, &k, n);
+}
+
+/* ------------------------------------------------------------------ crop */
+
+typedef struct crop_ctx {
+    const uint8_t *x; /* (n, h, w, c) */
+    uint8_t *y;       /* (n, oh, ow, c) */
+    size_t esz;
+    int h, w, c, oh, ow;
+    const int32_t *off; /* (n, 2) */
+} crop_ctx;
+
+static void crop_item(void *vctx, int64_t i) {
+    const crop_ctx *k = (const crop_ctx *)vctx;
+    const size_t pix = (size_t)k->c * k->esz;
+    const uint8_t *x = k->x + (size_t)i * k->h * k->w * pix;
+    uint8_t *y = k->y + (size_t)i * k->oh * k->ow * pix;
+    const int oy = k->off[2 * i], ox = k->off[2 * i + 1];
+    for (int r = 0; r < k->oh; r++)
+        memcpy(y + (size_t)r * k->ow * pix, x + ((size_t)(oy + r) * k->w + (size_t)ox) * pix, (size_t)k->ow * pix);
+}
+
+tt_status tt_crop_forward(tt_pool *pool, const void *x, void *y, tt_dtype dtype, int64_t n, int h, int w, int c,
+                          const int32_t *offsets, int out_h, int out_w) {
+    tt_status s = check_batch("crop", n, h, w, c, dtype);
+    if (s != TT_OK) return s;
+    if (out_h <= 0 || out_w <= 0 || out_h > h || out_w > w)
+        return tt_error(TT_INVALID_ARGUMENT, "crop: size %dx%d does not fit in %dx%d", out_h, out_w, h, w);
+    for (int64_t i = 0; i < n; i++) {
+        int oy = offsets[2 * i], ox = offsets[2 * i + 1];
+        if (oy < 0 || ox < 0 || oy + out_h > h || ox + out_w > w)
+            return tt_error(TT_INVALID_ARGUMENT, "crop: offset (%d, %d) of image %lld out of range", oy, ox,
+                            (long long)i);
+    }
+    crop_ctx k = {(const uint8_t *)x, (uint8_t *)y, dtype == TT_U8 ? 1 : sizeof(float), h, w, c, out_h, out_w,
+                  offsets};
+    return tt_pool_run(pool, crop_item, &k, n);
+}
+
+/* ------------------------------------------------------------------ brightness / contrast */
+
+typedef struct color_ctx {
+    const void *x; /* (n, h, w, c) */
+    void *y;       /* (n, h, w, c), may alias x */
+    tt_dtype dt;
+    int h, w, c;
+    const float *param; /* (n) */
+    float lo, hi;
+} color_ctx;
+
+static inline float clipf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+static void brightness_item(void *vctx, int64_t i) {
+    const color_ctx *k = (const color_ctx *)vctx;
+    const size_t len = (size_t)k->h * k->w * k->c, base = (size_t)i * len;
+    const float d = k->param[i];
+    for (size_t j = 0; j < len; j++) store(k->y, k->dt, base + j, clipf(load(k->x, k->dt, base + j) + d, k->lo, k->hi));
+}
+
+static void contrast_item(void *vctx, int64_t i) {
+    const color_ctx *k = (const color_ctx *)vctx;
+    const size_t npix = (size_t)k->h * k->w, base = (size_t)i * npix * k->c;
+    const float f = k->param[i];
+    float mean[4];
+    for (int ch0 = 0; ch0 < k->c; ch0 += 4) {
+        const int nc = k->c - ch0 < 4 ? k->c - ch0 : 4;
+        double acc[4] = {0, 0, 0, 0};
+        for (size_t p = 0; p < npix; p++)
+            for (int q = 0; q < nc; q++) acc[q] += load(k->x, k->dt, base + p * k->c + ch0 + q);
+        for (int q = 0; q < nc; q++) mean[q] = (float)(acc[q] / (double)npix);
+        for (size_t p = 0; p < npix; p++)
+            for (int q = 0; q < nc; q++) {
+                const size_t j = base + p * k->c + ch0 + q;
+                store(k->y, k->dt, j, clipf((load(k->x, k->dt, j) - mean[q]) * f + mean[q], k->lo, k->hi));
+            }
+    }
+}
+
+tt_status tt_brightness_forward(tt_pool *pool, const void *x, void *y, tt_dtype dtype, int64_t n, int h, int w,
+                                int c, const float *delta, float lo, float hi) {
+    tt_status s = check_batch("brightness", n, h, w, c, dtype);
+    if (s != TT_OK) return s;
+    color_ctx k = {x, y, dtype, h, w, c, delta, lo, hi};
+    return tt_pool_run(pool, brightness_item, &k, n);
+}
+
+tt_status tt_contrast_forward(tt_pool *pool, const void *x, void *y, tt_dtype dtype, int64_t n, int h, int w,
+                              int c, const float *factor, float lo, float hi) {
+    tt_status s = check_batch("contrast", n, h, w, c, dtype);
+    if (s != TT_OK) return s;
+    color_ctx k = {x, y, dtype, h, w, c, factor, lo, hi};
+    return tt_pool_run(pool, contrast_item, &k, n);
+}
+
+/* ------------------------------------------------------------------ batched resize */
+
+typedef struct resize_ctx {
+    const uint8_t *x; /* (n, h, w, c) */
+    uint8_t *y;       /* (n, oh, ow, c) */
+    tt_dtype sdt, ddt;
+    int h, w, c, oh, ow, y0, x0;
+    const tt_resize *plan;
+    size_t scratch_floats; /* per item: malloc'ed by the item (a batch-wide slab could be huge) */
+    _Atomic int failed;    /* set by an item whose scratch malloc failed */
+} resize_ctx;
+
+static void resize_item(void *vctx, int64_t i) {
+    const resize_ctx *k = (const resize_ctx *)vctx;
+    const size_t se = k->sdt == TT_U8 ? 1 : sizeof(float), de = k->ddt == TT_U8 ? 1 : sizeof(float);
+    const uint8_t *x = k->x + (size_t)i * k->h * k->w * k->c * se + ((size_t)k->y0 * k->w + k->x0) * k->c * se;
+    uint8_t *y = k->y + (size_t)i * k->oh * k->ow * k->c * de;
+    float *scratch = (float *)malloc(k->scratch_floats * sizeof(float));
+    if (!scratch) {
+        ((resize_ctx *)vctx)->failed = 1;
+        return;
+    }
+    tt_resize_forward(k->plan, x, k->sdt, (int64_t)k->w * k->c, k->c, y, k->ddt, scratch);
+    free(scratch);
+}
+
+tt_status tt_resize_batch_forward(tt_pool *pool, const void *x, tt_dtype src_dtype, void *y, tt_dtype dst_dtype,
+                                  int64_t n, int h, int w, int c, int out_h, int out_w, tt_interpolation method,
+                                  int antialias, int crop_to_aspect_ratio) {
+    tt_status s = check_batch("resize", n, h, w, c, src_dtype);
+    if (s != TT_OK) return s;
+    int y0 = 0, x0 = 0, ch = h, cw = w;
+    if (crop_to_aspect_ratio) tt_crop_box_for_aspect(h, w, out_h, out_w, &y0, &x0, &ch, &cw);
+    tt_resize *plan = NULL;
+    s = tt_resize_create(ch, cw, out_h, out_w, method, antialias, &plan);
+    if (s != TT_OK) return s;
+    resize_ctx k = {(const uint8_t *)x, (uint8_t *)y, src_dtype, dst_dtype, h, w, c, out_h, out_w, y0, x0, plan,
+                    tt_resize_scratch_floats(plan, c), 0};
+    s = tt_pool_run(pool, resize_item, &k, n);
+    tt_resize_destroy(plan);
+    if (s == TT_OK && k.failed) s = tt_error(TT_OUT_OF_MEMORY, "out of memory resizing a batch");
+    return s;
+}

@@ -1,0 +1,125 @@
+/* image_decode.c - file reading and decoding to 8-bit RGB with stb_image.
+ *
+ * stb_image is compiled here (the one STB_IMAGE_IMPLEMENTATION of the project) for
+ * JPEG (baseline + progressive), PNG, BMP and GIF only: fewer parsers of untrusted bytes.
+ * Thread safety: with C11 stb_image keeps its failure reason in a _Thread_local
+ * (STBI_THREAD_LOCAL), and we never call the global setters (flip on load, unpremultiply,
+ * iphone conversion), so worker threads decode concurrently. Files are read by us
+ * (STBI_NO_STDIO) so sizes are checked before stb_image sees the bytes. */
+#include "tt_image.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_NO_STDIO
+#define STBI_NO_LINEAR
+#define STBI_NO_HDR
+#define STBI_ONLY_JPEG
+#define STBI_ONLY_PNG
+#define STBI_ONLY_BMP
+#define STBI_ONLY_GIF
+#define STBI_FAILURE_USERMSG
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+#endif
+#include <stb/stb_image.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+#if !defined(STBI_THREAD_LOCAL)
+#error "stb_image needs STBI_THREAD_LOCAL (C11 _Thread_local) for a per-thread failure reason"
+#endif
+
+tt_status tt_image_read_file(const char *path, uint8_t **data, size_t *size) {
+    *data = NULL;
+    *size = 0;
+    uint8_t *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return tt_error(TT_IO_ERROR, "cannot open '%s': %s", path, strerror(errno));
+    if (fseek(f, 0, SEEK_END) != 0) goto io_error;
+    long len = ftell(f);
+    if (len < 0) goto io_error;
+    if ((long long)len > TT_IMAGE_MAX_FILE_BYTES) {
+        fclose(f);
+        return tt_error(TT_IO_ERROR, "'%s' is %ld bytes, larger than the %lld-byte limit for an image file", path,
+                        len, (long long)TT_IMAGE_MAX_FILE_BYTES);
+    }
+    if (fseek(f, 0, SEEK_SET) != 0) goto io_error;
+    buf = (uint8_t *)malloc(len > 0 ? (size_t)len : 1);
+    if (!buf) {
+        fclose(f);
+        return tt_error(TT_OUT_OF_MEMORY, "out of memory reading '%s' (%ld bytes)", path, len);
+    }
+    size_t got = len > 0 ? fread(buf, 1, (size_t)len, f) : 0;
+    if (got != (size_t)len) goto io_error; /* file shrank or read error */
+    fclose(f);
+    *data = buf;
+    *size = got;
+    return TT_OK;
+io_error:
+    free(buf);
+    fclose(f);
+    return tt_error(TT_IO_ERROR, "cannot read '%s': %s", path, errno ? strerror(errno) : "short read");
+}
+
+tt_status tt_image_info(const uint8_t *data, size_t size, int *height, int *width) {
+    *height = *width = 0;
+    if (size == 0) return tt_error(TT_DECODE_ERROR, "empty file (0 bytes)");
+    if (size > INT_MAX) return tt_error(TT_DECODE_ERROR, "encoded image of %zu bytes is too large", size);
+    int w = 0, h = 0, comp = 0;
+    if (!stbi_info_from_memory(data, (int)size, &w, &h, &comp)) {
+        const char *why = stbi_failure_reason();
+        return tt_error(TT_DECODE_ERROR, "not a decodable JPEG/PNG/BMP/GIF image (stb_image: %s)",
+                        why ? why : "unknown reason");
+    }
+    *height = h;
+    *width = w;
+    return TT_OK;
+}
+
+tt_status tt_image_decode(const uint8_t *data, size_t size, int64_t max_pixels, uint8_t **pixels, int *height,
+                          int *width) {
+    *pixels = NULL;
+    *height = *width = 0;
+    int h = 0, w = 0;
+    tt_status s = tt_image_info(data, size, &h, &w);
+    if (s != TT_OK) return s;
+    if (h <= 0 || w <= 0) return tt_error(TT_DECODE_ERROR, "header declares an empty image (%dx%d)", w, h);
+    if (max_pixels > 0 && (int64_t)h * (int64_t)w > max_pixels)
+        return tt_error(TT_DECODE_ERROR,
+                        "header declares %dx%d pixels (%lld), more than max_pixels=%lld; refused before decoding",
+                        w, h, (long long)h * w, (long long)max_pixels);
+    int dw = 0, dh = 0, comp = 0;
+    /* req_comp=3: stb converts gray -> RGB by replication and drops alpha; 16-bit -> 8-bit by v >> 8. */
+    stbi_uc *img = stbi_load_from_memory(data, (int)size, &dw, &dh, &comp, 3);
+    if (!img) {
+        const char *why = stbi_failure_reason();
+        return tt_error(TT_DECODE_ERROR, "cannot decode the image (stb_image: %s)", why ? why : "unknown reason");
+    }
+    if (dw <= 0 || dh <= 0 || (max_pixels > 0 && (int64_t)dh * dw > max_pixels)) {
+        /* A GIF frame may differ from the info header; enforce the limit on what was decoded too. */
+        stbi_image_free(img);
+        return tt_error(TT_DECODE_ERROR, "decoded image of %dx%d pixels is empty or exceeds max_pixels=%lld", dw,
+                        dh, (long long)max_pixels);
+    }
+    *pixels = img;
+    *height = dh;
+    *width = dw;
+    return TT_OK;
+}
+
+void tt_image_free(uint8_t *pixels) {
+    if (pixels) stbi_image_free(pixels);
+}
