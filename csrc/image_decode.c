@@ -89,10 +89,41 @@ tt_status tt_image_info(const uint8_t *data, size_t size, int *height, int *widt
     return TT_OK;
 }
 
+/* Dimensions declared by a PNG/BMP/GIF header, read directly: stb_image's info call rejects some
+ * huge headers itself (with a generic reason once it has tried every format), and we want the
+ * max_pixels message. Returns 1 if recognised. JPEG sizes come from stbi_info (<= 65535 each). */
+static int sniff_size(const uint8_t *d, size_t n, int64_t *h, int64_t *w) {
+    if (n >= 24 && memcmp(d, "\x89PNG\r\n\x1a\n", 8) == 0 && memcmp(d + 12, "IHDR", 4) == 0) {
+        *w = ((int64_t)d[16] << 24) | ((int64_t)d[17] << 16) | ((int64_t)d[18] << 8) | d[19];
+        *h = ((int64_t)d[20] << 24) | ((int64_t)d[21] << 16) | ((int64_t)d[22] << 8) | d[23];
+        return 1;
+    }
+    if (n >= 26 && d[0] == 'B' && d[1] == 'M') {
+        int32_t ww = (int32_t)((uint32_t)d[18] | ((uint32_t)d[19] << 8) | ((uint32_t)d[20] << 16) | ((uint32_t)d[21] << 24));
+        int32_t hh = (int32_t)((uint32_t)d[22] | ((uint32_t)d[23] << 8) | ((uint32_t)d[24] << 16) | ((uint32_t)d[25] << 24));
+        uint32_t hdr = (uint32_t)d[14] | ((uint32_t)d[15] << 8) | ((uint32_t)d[16] << 16) | ((uint32_t)d[17] << 24);
+        if (hdr == 12) return 0; /* OS/2 BMP: 16-bit sizes, stb_image handles it */
+        *w = ww < 0 ? -(int64_t)ww : ww;
+        *h = hh < 0 ? -(int64_t)hh : hh;
+        return 1;
+    }
+    if (n >= 10 && memcmp(d, "GIF8", 4) == 0) {
+        *w = (int64_t)d[6] | ((int64_t)d[7] << 8);
+        *h = (int64_t)d[8] | ((int64_t)d[9] << 8);
+        return 1;
+    }
+    return 0;
+}
+
 tt_status tt_image_decode(const uint8_t *data, size_t size, int64_t max_pixels, uint8_t **pixels, int *height,
                           int *width) {
     *pixels = NULL;
     *height = *width = 0;
+    int64_t sh = 0, sw = 0;
+    if (max_pixels > 0 && sniff_size(data, size, &sh, &sw) && sh * sw > max_pixels)
+        return tt_error(TT_DECODE_ERROR,
+                        "header declares %lldx%lld pixels (%lld), more than max_pixels=%lld; refused before decoding",
+                        (long long)sw, (long long)sh, (long long)(sh * sw), (long long)max_pixels);
     int h = 0, w = 0;
     tt_status s = tt_image_info(data, size, &h, &w);
     if (s != TT_OK) return s;
