@@ -51,9 +51,12 @@ static int axis_spans(int in, int out, tt_interpolation method, int antialias, i
             wt[0] += 1.0f - lerp;
             wt[hi - lo] += lerp; /* hi - lo is 0 or 1 */
         } else {
-            /* ScaleAndTranslate(scale = out/in, translation 0, "triangle", antialias=True). */
-            const float inv_scale = scale;
+            /* ScaleAndTranslate(scale = out/in as float32, translation 0, "triangle", antialias=True):
+             * TF inverts the float scale, so we do too (1/(out/in) != in/out in float32). */
+            const float fscale = (float)out / (float)in;
+            const float inv_scale = 1.0f / fscale;
             const float kscale = inv_scale > 1.0f ? inv_scale : 1.0f;
+            const float one_over_kscale = 1.0f / kscale;
             const float radius = 1.0f * kscale;
             const float sample = ((float)o + 0.5f) * inv_scale;
             start[o] = 0;
@@ -68,7 +71,7 @@ static int axis_spans(int in, int out, tt_interpolation method, int antialias, i
             if (s1 - s0 > span) s1 = s0 + span; /* cannot happen for the triangle kernel */
             float total = 0.0f;
             for (long s = s0; s < s1; s++) {
-                float x = fabsf(((float)s + 0.5f - sample) / kscale);
+                float x = fabsf(((float)s + 0.5f - sample) * one_over_kscale);
                 float v = x < 1.0f ? 1.0f - x : 0.0f;
                 wt[s - s0] = v;
                 total += v;
