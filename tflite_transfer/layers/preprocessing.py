@@ -20,7 +20,9 @@ image per thread of the shared pool, so results do not depend on the thread coun
 Geometric layers follow TF's ``ImageProjectiveTransformV3`` (what Keras uses): output pixel (x, y)
 samples the input at the transformed integer-centred coordinate, mapped by `fill_mode`:
 "reflect" (d c b a | a b c d | d c b a), "wrap" (a b c d | a b c d), "nearest" (a a | a b c d | d d)
-or "constant" (`fill_value` outside), read by "bilinear" or "nearest" interpolation.
+or "constant" (`fill_value` outside), read by "bilinear" or "nearest" (round half away from zero)
+interpolation. TF's wrap divides by ``len - 1`` when counting periods, so shifts of nearly a whole
+image or more wrap slightly differently from an exact modulo; we keep TF's rule for parity.
 """
 import math
 import numbers
