@@ -7,6 +7,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <string.h>
 
 /* Fills start (out) and weight (out, *span) for one axis. Returns 0 or -1 on OOM. */
@@ -130,67 +133,126 @@ void tt_resize_destroy(tt_resize *p) {
 }
 
 size_t tt_resize_scratch_floats(const tt_resize *p, int channels) {
-    return (size_t)p->in_h * (size_t)p->out_w * (size_t)channels;
+    /* in_h rows of the W pass + one accumulation row for the H pass */
+    return ((size_t)p->in_h + 1) * (size_t)p->out_w * (size_t)channels;
 }
 
+/* Branch-free so that loops using it vectorize; NaN -> 0. */
 static inline uint8_t to_u8(float v) {
-    if (!(v > 0.0f)) return 0; /* also NaN -> 0 */
-    if (v >= 255.0f) return 255;
-    return (uint8_t)(v + 0.5f);
+    v = v > 0.0f ? v : 0.0f; /* compiles to maxps/minps; NaN -> 0 */
+    v = v < 255.0f ? v : 255.0f;
+    return (uint8_t)(int32_t)(v + 0.5f);
+}
+
+/* d[i] = to_u8(a[i]) for a row; SSE2 when available (GCC does not vectorize the clamps). */
+static void row_to_u8(const float *restrict a, uint8_t *restrict d, size_t n) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 zero = _mm_setzero_ps(), top = _mm_set1_ps(255.0f), half = _mm_set1_ps(0.5f);
+    for (; i + 16 <= n; i += 16) {
+        __m128i q[4];
+        for (int k = 0; k < 4; k++) {
+            __m128 v = _mm_max_ps(_mm_loadu_ps(a + i + 4 * k), zero); /* NaN -> 0 (second operand) */
+            v = _mm_min_ps(v, top);
+            q[k] = _mm_cvttps_epi32(_mm_add_ps(v, half));
+        }
+        _mm_storeu_si128((__m128i *)(d + i),
+                         _mm_packus_epi16(_mm_packs_epi32(q[0], q[1]), _mm_packs_epi32(q[2], q[3])));
+    }
+#endif
+    for (; i < n; i++) d[i] = to_u8(a[i]);
+}
+
+/* W pass of one row of uint8 pixels: s (in_w, c) -> row (out_w, c). The 2-tap RGB case (bilinear
+ * downscale/upscale, the loader's hot path) is unrolled. */
+static void wpass_u8(const tt_resize *p, const uint8_t *restrict s, float *restrict row, int c) {
+    const int ow = p->out_w, sw = p->span_w;
+    const int32_t *st = p->start_w;
+    const float *wt = p->weight_w;
+    if (c == 3 && sw == 2) {
+        for (int o = 0; o < ow; o++) {
+            const uint8_t *sp = s + (size_t)st[o] * 3;
+            const float w0 = wt[2 * o], w1 = wt[2 * o + 1];
+            row[3 * o + 0] = w0 * (float)sp[0] + w1 * (float)sp[3];
+            row[3 * o + 1] = w0 * (float)sp[1] + w1 * (float)sp[4];
+            row[3 * o + 2] = w0 * (float)sp[2] + w1 * (float)sp[5];
+        }
+    } else if (c == 3) {
+        for (int o = 0; o < ow; o++) {
+            const uint8_t *sp = s + (size_t)st[o] * 3;
+            const float *w = wt + (size_t)o * sw;
+            float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
+            for (int k = 0; k < sw; k++) {
+                a0 += w[k] * (float)sp[3 * k];
+                a1 += w[k] * (float)sp[3 * k + 1];
+                a2 += w[k] * (float)sp[3 * k + 2];
+            }
+            row[3 * o] = a0;
+            row[3 * o + 1] = a1;
+            row[3 * o + 2] = a2;
+        }
+    } else {
+        for (int o = 0; o < ow; o++) {
+            const uint8_t *sp = s + (size_t)st[o] * c;
+            const float *w = wt + (size_t)o * sw;
+            for (int ch = 0; ch < c; ch++) {
+                float acc = 0.0f;
+                for (int k = 0; k < sw; k++) acc += w[k] * (float)sp[k * c + ch];
+                row[o * c + ch] = acc;
+            }
+        }
+    }
+}
+
+static void wpass_f32(const tt_resize *p, const float *restrict s, float *restrict row, int c) {
+    const int ow = p->out_w, sw = p->span_w;
+    for (int o = 0; o < ow; o++) {
+        const float *w = p->weight_w + (size_t)o * sw;
+        const float *sp = s + (size_t)p->start_w[o] * c;
+        for (int ch = 0; ch < c; ch++) {
+            float acc = 0.0f;
+            for (int k = 0; k < sw; k++)
+                if (w[k] != 0.0f) acc += w[k] * sp[k * c + ch]; /* skip 0 * inf/nan of unused taps */
+            row[o * c + ch] = acc;
+        }
+    }
 }
 
 void tt_resize_forward(const tt_resize *p, const void *src, tt_dtype src_dtype, int64_t src_row_stride,
                        int channels, void *dst, tt_dtype dst_dtype, float *scratch) {
-    const int c = channels, ow = p->out_w, sw = p->span_w, sh = p->span_h;
-    /* pass 1: along W, every input row -> scratch (in_h, out_w, c) */
+    const int c = channels, sh = p->span_h;
+    const size_t rowlen = (size_t)p->out_w * c;
+    /* W pass: every input row -> scratch (in_h, out_w, c) */
     for (int y = 0; y < p->in_h; y++) {
-        float *row = scratch + (size_t)y * ow * c;
-        if (src_dtype == TT_U8) {
-            const uint8_t *s = (const uint8_t *)src + (size_t)y * src_row_stride;
-            for (int o = 0; o < ow; o++) {
-                const float *wt = p->weight_w + (size_t)o * sw;
-                const uint8_t *sp = s + (size_t)p->start_w[o] * c;
-                for (int ch = 0; ch < c; ch++) {
-                    float acc = 0.0f;
-                    for (int k = 0; k < sw; k++) acc += wt[k] * (float)sp[k * c + ch];
-                    row[o * c + ch] = acc;
-                }
-            }
-        } else {
-            const float *s = (const float *)src + (size_t)y * src_row_stride;
-            for (int o = 0; o < ow; o++) {
-                const float *wt = p->weight_w + (size_t)o * sw;
-                const float *sp = s + (size_t)p->start_w[o] * c;
-                for (int ch = 0; ch < c; ch++) {
-                    float acc = 0.0f;
-                    for (int k = 0; k < sw; k++)
-                        if (wt[k] != 0.0f) acc += wt[k] * sp[k * c + ch]; /* skip 0 * inf/nan of unused taps */
-                    row[o * c + ch] = acc;
-                }
-            }
-        }
+        float *row = scratch + (size_t)y * rowlen;
+        if (src_dtype == TT_U8)
+            wpass_u8(p, (const uint8_t *)src + (size_t)y * src_row_stride, row, c);
+        else
+            wpass_f32(p, (const float *)src + (size_t)y * src_row_stride, row, c);
     }
-    /* pass 2: along H, scratch -> dst (out_h, out_w, c) */
-    const size_t rowlen = (size_t)ow * c;
+    /* H pass: scratch -> dst (out_h, out_w, c), accumulating in a float row */
+    float *restrict acc = scratch + (size_t)p->in_h * rowlen;
     for (int o = 0; o < p->out_h; o++) {
         const float *wt = p->weight_h + (size_t)o * sh;
         const float *base = scratch + (size_t)p->start_h[o] * rowlen;
-        if (dst_dtype == TT_F32) {
-            float *d = (float *)dst + (size_t)o * rowlen;
-            for (size_t i = 0; i < rowlen; i++) d[i] = 0.0f;
-            for (int k = 0; k < sh; k++) {
+        float *restrict d = dst_dtype == TT_F32 ? (float *)dst + (size_t)o * rowlen : acc;
+        if (sh >= 2) {
+            const float *restrict r0 = base, *restrict r1 = base + rowlen;
+            const float w0 = wt[0], w1 = wt[1];
+            for (size_t i = 0; i < rowlen; i++) d[i] = w0 * r0[i] + w1 * r1[i];
+            for (int k = 2; k < sh; k++) {
                 if (wt[k] == 0.0f) continue;
-                const float *r = base + (size_t)k * rowlen;
-                for (size_t i = 0; i < rowlen; i++) d[i] += wt[k] * r[i];
+                const float *restrict r = base + (size_t)k * rowlen;
+                const float wk = wt[k];
+                for (size_t i = 0; i < rowlen; i++) d[i] += wk * r[i];
             }
         } else {
-            uint8_t *d = (uint8_t *)dst + (size_t)o * rowlen;
-            for (size_t i = 0; i < rowlen; i++) {
-                float acc = 0.0f;
-                for (int k = 0; k < sh; k++)
-                    if (wt[k] != 0.0f) acc += wt[k] * base[(size_t)k * rowlen + i];
-                d[i] = to_u8(acc);
-            }
+            const float w0 = wt[0];
+            for (size_t i = 0; i < rowlen; i++) d[i] = w0 * base[i];
+        }
+        if (dst_dtype == TT_U8) {
+            uint8_t *restrict d8 = (uint8_t *)dst + (size_t)o * rowlen;
+            row_to_u8(acc, d8, rowlen);
         }
     }
 }
