@@ -74,10 +74,50 @@ io_error:
     return tt_error(TT_IO_ERROR, "cannot read '%s': %s", path, errno ? strerror(errno) : "short read");
 }
 
+/* Walks the markers of a JPEG the way stb_image reads them and rejects Huffman tables (DHT) that
+ * declare more than 256 symbols. stb_image 2.27 (Debian's libstb, git 2022-09-08) lacks that
+ * check (added upstream in 2.28) and then writes past its 256-entry symbol arrays: found by our
+ * UBSan fuzzing of bit-flipped JPEGs. Segment lengths are followed as stb follows them; scan data
+ * is skipped byte-wise to the next marker (FF 00 stuffing and RSTn are not markers). Tables that
+ * run past the end of their segment are checked with the bytes stb would read (0 past EOF). */
+static int jpeg_dht_ok(const uint8_t *d, size_t n) {
+    if (n < 2 || d[0] != 0xFF || d[1] != 0xD8) return 1; /* not a JPEG: nothing to check */
+    size_t i = 2;
+    while (i + 1 < n) {
+        if (d[i] != 0xFF) {
+            i++;
+            continue;
+        }
+        const uint8_t m = d[i + 1];
+        if (m == 0xFF || m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+            i += (m == 0xFF) ? 1 : 2;
+            continue;
+        }
+        if (m == 0xD9) break; /* EOI */
+        if (i + 3 >= n) break;
+        const size_t len = ((size_t)d[i + 2] << 8) | d[i + 3];
+        if (m == 0xC4 && len >= 2) {
+            size_t p = i + 4;
+            long remaining = (long)len - 2;
+            while (remaining > 0) {
+                size_t count = 0;
+                for (size_t k = 1; k <= 16; k++) count += p + k < n ? d[p + k] : 0;
+                if (count > 256) return 0;
+                p += 17 + count;
+                remaining -= 17 + (long)count;
+            }
+        }
+        i += 2 + len;
+    }
+    return 1;
+}
+
 tt_status tt_image_info(const uint8_t *data, size_t size, int *height, int *width) {
     *height = *width = 0;
     if (size == 0) return tt_error(TT_DECODE_ERROR, "empty file (0 bytes)");
     if (size > INT_MAX) return tt_error(TT_DECODE_ERROR, "encoded image of %zu bytes is too large", size);
+    if (!jpeg_dht_ok(data, size))
+        return tt_error(TT_DECODE_ERROR, "corrupt JPEG: a Huffman table (DHT) declares more than 256 symbols");
     int w = 0, h = 0, comp = 0;
     if (!stbi_info_from_memory(data, (int)size, &w, &h, &comp)) {
         const char *why = stbi_failure_reason();

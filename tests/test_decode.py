@@ -263,6 +263,15 @@ def test_random_bit_flips_never_crash(rgb, fmt):
     assert decoded + failed == 150
 
 
+def test_jpeg_huffman_table_with_too_many_symbols_is_refused(rgb):
+    # stb_image 2.27 writes past its symbol table for such a DHT (found by UBSan fuzzing); we refuse it
+    b = bytearray(_encode(rgb, "JPEG"))
+    i = b.index(b"\xff\xc4")
+    b[i + 5:i + 21] = bytes([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255])
+    with pytest.raises(ImageDecodeError, match="DHT"):
+        data.decode_image(bytes(b))
+
+
 def test_path_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
         data.decode_image(tmp_path / "missing.jpg")
