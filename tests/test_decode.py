@@ -255,7 +255,7 @@ def test_random_bit_flips_never_crash(rgb, fmt):
         try:
             out = data.decode_image(bytes(b), max_pixels=1 << 20)
         except ImageDecodeError as e:
-            assert "stb_image" in str(e) or "max_pixels" in str(e) or "empty" in str(e)
+            assert any(k in str(e) for k in ("stb_image", "max_pixels", "empty", "corrupt JPEG"))
             failed += 1
         else:
             assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
