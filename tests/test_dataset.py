@@ -81,6 +81,18 @@ def test_batches_dtypes_and_values(flowers_split):
     it.close()
 
 
+def test_batch_pixels_match_pillow_decode_plus_tf_resize_formula(flowers_split):
+    """End to end, independently of our C code: Pillow decode + NumPy TF-bilinear formula, rounded."""
+    from test_resize import _ref
+
+    _, val = flowers_split
+    x, _ = next(iter(val))
+    for i in (3, 20):
+        ref = _ref(np.asarray(Image.open(val.file_paths[i]).convert("RGB")), (64, 64), "bilinear")
+        d = np.abs(x[i].astype(np.float64) - ref)
+        assert d.mean() < 0.75 and d.max() <= 12  # decoder differences (see test_decode) + rounding
+
+
 def _mini(tmp_path, per_class=(5, 3, 4)):
     """Small class tree of symlinks to shared photos (no copies)."""
     src = sorted(FLOWERS.glob("*/*.jpg"))

@@ -60,7 +60,7 @@ def _ref(x, size, kind):
     x = np.asarray(x, np.float64)
     mh = make(x.shape[-3], size[0])
     mw = make(x.shape[-2], size[1])
-    return np.einsum("oh,...hwc,pw->...opc", mh, x, mw)
+    return np.einsum("oh,...hwc,pw->...opc", mh, x, mw, optimize=True)
 
 
 def _keras_crop(x, size):
