@@ -9,7 +9,10 @@
 #include "tt_image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,33 +48,48 @@
 tt_status tt_image_read_file(const char *path, uint8_t **data, size_t *size) {
     *data = NULL;
     *size = 0;
-    uint8_t *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tt_error(TT_IO_ERROR, "cannot open '%s': %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) goto io_error;
-    long len = ftell(f);
-    if (len < 0) goto io_error;
-    if ((long long)len > TT_IMAGE_MAX_FILE_BYTES) {
-        fclose(f);
-        return tt_error(TT_IO_ERROR, "'%s' is %ld bytes, larger than the %lld-byte limit for an image file", path,
-                        len, (long long)TT_IMAGE_MAX_FILE_BYTES);
+    /* open() + fstat() rather than fopen(): a FIFO or device named like an image in a user's folder
+     * must fail at once instead of blocking a worker thread (O_NONBLOCK) or reading forever. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return tt_error(TT_IO_ERROR, "cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return tt_error(TT_IO_ERROR, "cannot stat '%s': %s", path, strerror(e));
     }
-    if (fseek(f, 0, SEEK_SET) != 0) goto io_error;
-    buf = (uint8_t *)malloc(len > 0 ? (size_t)len : 1);
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return tt_error(TT_IO_ERROR, "'%s' is not a regular file", path);
+    }
+    if ((long long)st.st_size > TT_IMAGE_MAX_FILE_BYTES) {
+        close(fd);
+        return tt_error(TT_IO_ERROR, "'%s' is %lld bytes, larger than the %lld-byte limit for an image file", path,
+                        (long long)st.st_size, (long long)TT_IMAGE_MAX_FILE_BYTES);
+    }
+    const size_t len = (size_t)st.st_size;
+    uint8_t *buf = (uint8_t *)malloc(len > 0 ? len : 1);
     if (!buf) {
-        fclose(f);
-        return tt_error(TT_OUT_OF_MEMORY, "out of memory reading '%s' (%ld bytes)", path, len);
+        close(fd);
+        return tt_error(TT_OUT_OF_MEMORY, "out of memory reading '%s' (%zu bytes)", path, len);
     }
-    size_t got = len > 0 ? fread(buf, 1, (size_t)len, f) : 0;
-    if (got != (size_t)len) goto io_error; /* file shrank or read error */
-    fclose(f);
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return tt_error(TT_IO_ERROR, "cannot read '%s': %s", path, strerror(e));
+        }
+        if (r == 0) break; /* the file shrank since fstat: decode what is there */
+        got += (size_t)r;
+    }
+    close(fd);
     *data = buf;
     *size = got;
     return TT_OK;
-io_error:
-    free(buf);
-    fclose(f);
-    return tt_error(TT_IO_ERROR, "cannot read '%s': %s", path, errno ? strerror(errno) : "short read");
 }
 
 /* Walks the markers of a JPEG the way stb_image reads them and rejects Huffman tables (DHT) that

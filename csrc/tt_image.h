@@ -29,10 +29,11 @@ typedef enum tt_dtype { TT_U8 = 0, TT_F32 = 1 } tt_dtype;
 
 /* ---------------------------------------------------------------- decode */
 
-/* Reads a whole file. On success *data (size *size) is malloc'ed and owned by
- * the caller (free()). Fails with TT_IO_ERROR naming `path` if it cannot be
- * opened/read or is larger than TT_IMAGE_MAX_FILE_BYTES; an empty file is read
- * fine (size 0; decoding then fails). */
+/* Reads a whole regular file (POSIX open/fstat/read). On success *data (size *size) is
+ * malloc'ed and owned by the caller (free()). Fails with TT_IO_ERROR naming `path` if it
+ * cannot be opened/read, is not a regular file (FIFO, device, folder: refused without blocking)
+ * or is larger than TT_IMAGE_MAX_FILE_BYTES; an empty file is read fine (size 0; decoding
+ * then fails). */
 tt_status tt_image_read_file(const char *path, uint8_t **data, size_t *size);
 
 /* Height and width declared by the header of encoded bytes `data` (size), without decoding

@@ -270,13 +270,14 @@ def test_on_error_raise_names_the_file(tmp_path):
 
 def test_on_error_skip_warns_once_listing_all(tmp_path):
     root = _with_broken(tmp_path)
+    os.mkfifo(root / "b" / "pipe.jpg")  # must fail at once, not block a C thread
     with warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         ds = data.image_dataset_from_directory(root, image_size=(4, 4), shuffle=False, on_error="skip",
                                                verbose=False)
     msgs = [str(m.message) for m in w]
     assert len(msgs) == 1
-    for name in ("zero.jpg", "text.jpg", "trunc.png"):
+    for name in ("zero.jpg", "text.jpg", "trunc.png", "pipe.jpg"):
         assert name in msgs[0]
     assert [os.path.basename(p) for p in ds.file_paths] == ["ok1.png", "ok2.png"]
     np.testing.assert_array_equal(ds.labels, [0, 1])

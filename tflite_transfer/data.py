@@ -131,11 +131,11 @@ def decode_image(path_or_bytes, max_pixels=None):
             f"`path_or_bytes` must be a file path or bytes. Received: type={type(path_or_bytes).__name__}"
         )
     path = os.fspath(path_or_bytes)
-    if not os.path.isfile(path):
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"Cannot decode {path!r}: it is a directory, expected an image file.")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"Cannot decode {path!r}: it is a directory, expected an image file.")
+    if not os.path.exists(path):
         raise FileNotFoundError(f"Image file not found: {path!r}")
-    data = _core.read_file(path)
+    data = _core.read_file(path)  # OSError for FIFOs, devices, unreadable files
     try:
         return _core.decode_image(data, limit)
     except ImageDecodeError as e:
