@@ -61,7 +61,8 @@ def main():
 
     results = {"images": n, "size": [224, 224], "files": f"first {n} of sorted flower_photos/*/*.jpg",
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                           "processor": platform.processor() or platform.machine()}}
+                           "processor": platform.processor() or platform.machine(),
+                           "load_average_at_start": list(os.getloadavg())}}
 
     for threads in (1, 2):
         ds = data.image_dataset_from_directory(tmp, image_size=(224, 224), batch_size=32, shuffle=False,
@@ -126,6 +127,8 @@ def main():
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(results, fh, indent=2)
+    print(f"load average at start: {results['machine']['load_average_at_start']} on {os.cpu_count()} CPUs "
+          "(other processes competing for the cores lower every number, the 2-thread one most)")
     print(f"wrote {args.out}")
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)

@@ -133,8 +133,9 @@ void tt_resize_destroy(tt_resize *p) {
 }
 
 size_t tt_resize_scratch_floats(const tt_resize *p, int channels) {
-    /* in_h rows of the W pass + one accumulation row for the H pass */
-    return ((size_t)p->in_h + 1) * (size_t)p->out_w * (size_t)channels;
+    /* W-first: in_h rows of the W pass + one accumulation row; H-first: one input-width row + one
+     * output row. Enough for both. */
+    return (((size_t)p->in_h + 1) * (size_t)p->out_w + (size_t)p->in_w) * (size_t)channels;
 }
 
 /* Branch-free so that loops using it vectorize; NaN -> 0. */
@@ -206,6 +207,16 @@ static void wpass_u8(const tt_resize *p, const uint8_t *restrict s, float *restr
 
 static void wpass_f32(const tt_resize *p, const float *restrict s, float *restrict row, int c) {
     const int ow = p->out_w, sw = p->span_w;
+    if (c == 3 && sw == 2) { /* both taps are inside the row (spans are shifted in), values finite here */
+        for (int o = 0; o < ow; o++) {
+            const float *sp = s + (size_t)p->start_w[o] * 3;
+            const float w0 = p->weight_w[2 * o], w1 = p->weight_w[2 * o + 1];
+            row[3 * o + 0] = w0 * sp[0] + w1 * sp[3];
+            row[3 * o + 1] = w0 * sp[1] + w1 * sp[4];
+            row[3 * o + 2] = w0 * sp[2] + w1 * sp[5];
+        }
+        return;
+    }
     for (int o = 0; o < ow; o++) {
         const float *w = p->weight_w + (size_t)o * sw;
         const float *sp = s + (size_t)p->start_w[o] * c;
@@ -218,10 +229,48 @@ static void wpass_f32(const tt_resize *p, const float *restrict s, float *restri
     }
 }
 
+/* H pass first, for uint8 sources that shrink vertically (the loader's case): each output row
+ * combines sh input rows (contiguous, vectorized uint8 -> float), then one W pass on that row. */
+static void resize_hfirst_u8(const tt_resize *p, const uint8_t *src, int64_t stride, int c, void *dst,
+                             tt_dtype dst_dtype, float *scratch) {
+    const int sh = p->span_h;
+    const size_t inrow = (size_t)p->in_w * c, outrow = (size_t)p->out_w * c;
+    float *restrict col = scratch;       /* (in_w, c) */
+    float *restrict acc = scratch + inrow; /* (out_w, c) */
+    for (int o = 0; o < p->out_h; o++) {
+        const float *wt = p->weight_h + (size_t)o * sh;
+        const uint8_t *restrict r0 = src + (size_t)p->start_h[o] * stride;
+        const float w0 = wt[0];
+        if (sh >= 2) {
+            const uint8_t *restrict r1 = r0 + stride;
+            const float w1 = wt[1];
+            for (size_t i = 0; i < inrow; i++) col[i] = w0 * (float)r0[i] + w1 * (float)r1[i];
+        } else {
+            for (size_t i = 0; i < inrow; i++) col[i] = w0 * (float)r0[i];
+        }
+        for (int k = 2; k < sh; k++) {
+            if (wt[k] == 0.0f) continue;
+            const uint8_t *restrict rk = r0 + (size_t)k * stride;
+            const float wk = wt[k];
+            for (size_t i = 0; i < inrow; i++) col[i] += wk * (float)rk[i];
+        }
+        if (dst_dtype == TT_F32) {
+            wpass_f32(p, col, (float *)dst + (size_t)o * outrow, c);
+        } else {
+            wpass_f32(p, col, acc, c);
+            row_to_u8(acc, (uint8_t *)dst + (size_t)o * outrow, outrow);
+        }
+    }
+}
+
 void tt_resize_forward(const tt_resize *p, const void *src, tt_dtype src_dtype, int64_t src_row_stride,
                        int channels, void *dst, tt_dtype dst_dtype, float *scratch) {
     const int c = channels, sh = p->span_h;
     const size_t rowlen = (size_t)p->out_w * c;
+    if (src_dtype == TT_U8 && p->out_h <= p->in_h) {
+        resize_hfirst_u8(p, (const uint8_t *)src, src_row_stride, c, dst, dst_dtype, scratch);
+        return;
+    }
     /* W pass: every input row -> scratch (in_h, out_w, c) */
     for (int y = 0; y < p->in_h; y++) {
         float *row = scratch + (size_t)y * rowlen;

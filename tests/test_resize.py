@@ -90,6 +90,15 @@ def test_matches_tf_formula_float32(rng, in_size, out_size, kind):
     np.testing.assert_allclose(y, _ref(x, out_size, kind), rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("in_size,out_size", SIZES)
+@pytest.mark.parametrize("kind", ["bilinear", "antialias", "nearest"])
+def test_matches_tf_formula_uint8_batch(rng, in_size, out_size, kind):
+    x = rng.integers(0, 256, (2,) + in_size + (3,), dtype=np.uint8)
+    interp = "nearest" if kind == "nearest" else "bilinear"
+    y = data.resize(x, out_size, interpolation=interp, antialias=(kind == "antialias"))
+    np.testing.assert_allclose(y, _ref(x, out_size, kind), rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["bilinear", "antialias", "nearest"])
 def test_uint8_input_single_image(rng, kind):
     x = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
