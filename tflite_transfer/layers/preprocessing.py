@@ -92,7 +92,10 @@ class _RandomImageLayer(Layer):
         return np.ascontiguousarray(x[None] if was3 else x), was3
 
     def __call__(self, x, training=False):
-        return super().__call__(x, training=training)
+        x = np.asarray(x)
+        if not self.built and x.ndim >= 3:
+            self.build((None,) + tuple(x.shape[-3:]))  # a single (H, W, C) image builds like a batch
+        return self.call(x, training=training)
 
     def call(self, x, training=False):
         if not training:
