@@ -12,20 +12,9 @@
 #include <string.h>
 
 static inline uint8_t to_u8(float v) {
-    if (!(v > 0.0f)) return 0;
-    if (v >= 255.0f) return 255;
-    return (uint8_t)(v + 0.5f);
-}
-
-static inline float load(const void *x, tt_dtype dt, size_t i) {
-    return dt == TT_U8 ? (float)((const uint8_t *)x)[i] : ((const float *)x)[i];
-}
-
-static inline void store(void *y, tt_dtype dt, size_t i, float v) {
-    if (dt == TT_U8)
-        ((uint8_t *)y)[i] = to_u8(v);
-    else
-        ((float *)y)[i] = v;
+    v = v > 0.0f ? v : 0.0f; /* NaN -> 0 */
+    v = v < 255.0f ? v : 255.0f;
+    return (uint8_t)(int32_t)(v + 0.5f);
 }
 
 static tt_status check_batch(const char *op, int64_t n, int h, int w, int c, tt_dtype dt) {
@@ -129,9 +118,48 @@ typedef struct affine_ctx {
     float fill;
 } affine_ctx;
 
-static inline float read_fill(const affine_ctx *k, size_t base, int64_t yy, int64_t xx, int ch) {
-    if (yy < 0 || yy >= k->h || xx < 0 || xx >= k->w) return k->fill;
-    return load(k->x, k->dt, base + ((size_t)yy * k->w + (size_t)xx) * k->c + ch);
+/* floorf / roundf without libm calls (x86-64 baseline lacks SSE4.1 roundss); exact for |v| < 2^31,
+ * which the caller guarantees (|coordinates| <= 1e9). roundf rounds halves away from zero, as
+ * TF's std::round. */
+static inline float fast_floor(float v) {
+    float t = (float)(int64_t)v;
+    return t > v ? t - 1.0f : t;
+}
+
+static inline int64_t fast_round(float v) {
+    int64_t t = (int64_t)v;
+    float frac = v - (float)t; /* exact */
+    if (frac >= 0.5f) t += 1;
+    if (frac <= -0.5f) t -= 1;
+    return t;
+}
+
+/* One output pixel from up to 4 weighted input pixels (offsets in elements; -1 = outside: fill). */
+static inline void blend_store(const affine_ctx *k, size_t xbase, size_t o, const int64_t off[4],
+                               const float wgt[4], int taps) {
+    const int c = k->c;
+    if (k->dt == TT_U8) {
+        const uint8_t *x = (const uint8_t *)k->x + xbase;
+        uint8_t *y = (uint8_t *)k->y + o;
+        for (int ch = 0; ch < c; ch++) {
+            float v[4];
+            for (int t = 0; t < taps; t++) v[t] = off[t] >= 0 ? (float)x[off[t] + ch] : k->fill;
+            y[ch] = to_u8(taps == 1 ? v[0] : wgt[0] * (wgt[1] * v[0] + wgt[2] * v[1]) + wgt[3] * (wgt[1] * v[2] + wgt[2] * v[3]));
+        }
+    } else {
+        const float *x = (const float *)k->x + xbase;
+        float *y = (float *)k->y + o;
+        for (int ch = 0; ch < c; ch++) {
+            float v[4];
+            for (int t = 0; t < taps; t++) v[t] = off[t] >= 0 ? x[off[t] + ch] : k->fill;
+            y[ch] = taps == 1 ? v[0] : wgt[0] * (wgt[1] * v[0] + wgt[2] * v[1]) + wgt[3] * (wgt[1] * v[2] + wgt[2] * v[3]);
+        }
+    }
+}
+
+static inline int64_t offset_or_fill(const affine_ctx *k, int64_t yy, int64_t xx) {
+    if (yy < 0 || yy >= k->h || xx < 0 || xx >= k->w) return -1;
+    return (yy * k->w + xx) * k->c;
 }
 
 static void affine_item(void *vctx, int64_t i) {
@@ -139,36 +167,38 @@ static void affine_item(void *vctx, int64_t i) {
     const float *t = k->tr + 8 * i;
     const size_t xbase = (size_t)i * k->h * k->w * k->c;
     const size_t ybase = (size_t)i * k->oh * k->ow * k->c;
+    const int64_t none[4] = {-1, -1, -1, -1};
+    const float one[4] = {1.0f, 0.0f, 0.0f, 0.0f};
     for (int yo = 0; yo < k->oh; yo++) {
         for (int xo = 0; xo < k->ow; xo++) {
             const size_t o = ybase + ((size_t)yo * k->ow + xo) * k->c;
             const float fx = (float)xo, fy = (float)yo;
             const float proj = t[6] * fx + t[7] * fy + 1.0f;
             if (proj == 0.0f) {
-                for (int ch = 0; ch < k->c; ch++) store(k->y, k->dt, o + ch, k->fill);
+                blend_store(k, xbase, o, none, one, 1);
                 continue;
             }
             const float in_x = (t[0] * fx + t[1] * fy + t[2]) / proj;
             const float in_y = (t[3] * fx + t[4] * fy + t[5]) / proj;
-            const float mx = map_coord(in_x, k->w, k->mode);
-            const float my = map_coord(in_y, k->h, k->mode);
-            if (!isfinite(mx) || !isfinite(my) || fabsf(mx) > 1e9f || fabsf(my) > 1e9f) {
-                for (int ch = 0; ch < k->c; ch++) store(k->y, k->dt, o + ch, k->fill);
+            /* absurd transforms (inf, NaN, beyond 1e9 px) give fill_value; this also keeps the
+             * float -> int64 conversions below defined */
+            if (!(fabsf(in_x) <= 1e9f) || !(fabsf(in_y) <= 1e9f)) {
+                blend_store(k, xbase, o, none, one, 1);
                 continue;
             }
+            const float mx = map_coord(in_x, k->w, k->mode);
+            const float my = map_coord(in_y, k->h, k->mode);
             if (k->method == TT_NEAREST) {
-                const int64_t ry = (int64_t)roundf(my), rx = (int64_t)roundf(mx);
-                for (int ch = 0; ch < k->c; ch++) store(k->y, k->dt, o + ch, read_fill(k, xbase, ry, rx, ch));
+                const int64_t off[4] = {offset_or_fill(k, fast_round(my), fast_round(mx)), -1, -1, -1};
+                blend_store(k, xbase, o, off, one, 1);
             } else {
-                const float y0 = floorf(my), x0 = floorf(mx), y1 = y0 + 1.0f, x1 = x0 + 1.0f;
+                /* TF's order: (y1 - y) * [(x1 - x) f00 + (x - x0) f01] + (y - y0) * [(x1 - x) f10 + (x - x0) f11] */
+                const float y0 = fast_floor(my), x0 = fast_floor(mx);
                 const int64_t iy0 = (int64_t)y0, ix0 = (int64_t)x0;
-                for (int ch = 0; ch < k->c; ch++) {
-                    const float top = (x1 - mx) * read_fill(k, xbase, iy0, ix0, ch) +
-                                      (mx - x0) * read_fill(k, xbase, iy0, ix0 + 1, ch);
-                    const float bot = (x1 - mx) * read_fill(k, xbase, iy0 + 1, ix0, ch) +
-                                      (mx - x0) * read_fill(k, xbase, iy0 + 1, ix0 + 1, ch);
-                    store(k->y, k->dt, o + ch, (y1 - my) * top + (my - y0) * bot);
-                }
+                const int64_t off[4] = {offset_or_fill(k, iy0, ix0), offset_or_fill(k, iy0, ix0 + 1),
+                                        offset_or_fill(k, iy0 + 1, ix0), offset_or_fill(k, iy0 + 1, ix0 + 1)};
+                const float wgt[4] = {(y0 + 1.0f) - my, (x0 + 1.0f) - mx, mx - x0, my - y0};
+                blend_store(k, xbase, o, off, wgt, 4);
             }
         }
     }
@@ -238,31 +268,47 @@ typedef struct color_ctx {
     float lo, hi;
 } color_ctx;
 
-static inline float clipf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline float clipf(float v, float lo, float hi) { v = v < lo ? lo : v; return v > hi ? hi : v; }
 
 static void brightness_item(void *vctx, int64_t i) {
     const color_ctx *k = (const color_ctx *)vctx;
     const size_t len = (size_t)k->h * k->w * k->c, base = (size_t)i * len;
-    const float d = k->param[i];
-    for (size_t j = 0; j < len; j++) store(k->y, k->dt, base + j, clipf(load(k->x, k->dt, base + j) + d, k->lo, k->hi));
+    const float d = k->param[i], lo = k->lo, hi = k->hi;
+    if (k->dt == TT_U8) {
+        const uint8_t *x = (const uint8_t *)k->x + base;
+        uint8_t *y = (uint8_t *)k->y + base;
+        for (size_t j = 0; j < len; j++) y[j] = to_u8(clipf((float)x[j] + d, lo, hi));
+    } else {
+        const float *x = (const float *)k->x + base;
+        float *y = (float *)k->y + base;
+        for (size_t j = 0; j < len; j++) y[j] = clipf(x[j] + d, lo, hi);
+    }
 }
 
 static void contrast_item(void *vctx, int64_t i) {
     const color_ctx *k = (const color_ctx *)vctx;
-    const size_t npix = (size_t)k->h * k->w, base = (size_t)i * npix * k->c;
-    const float f = k->param[i];
-    float mean[4];
-    for (int ch0 = 0; ch0 < k->c; ch0 += 4) {
-        const int nc = k->c - ch0 < 4 ? k->c - ch0 : 4;
-        double acc[4] = {0, 0, 0, 0};
-        for (size_t p = 0; p < npix; p++)
-            for (int q = 0; q < nc; q++) acc[q] += load(k->x, k->dt, base + p * k->c + ch0 + q);
-        for (int q = 0; q < nc; q++) mean[q] = (float)(acc[q] / (double)npix);
-        for (size_t p = 0; p < npix; p++)
-            for (int q = 0; q < nc; q++) {
-                const size_t j = base + p * k->c + ch0 + q;
-                store(k->y, k->dt, j, clipf((load(k->x, k->dt, j) - mean[q]) * f + mean[q], k->lo, k->hi));
-            }
+    const int c = k->c;
+    const size_t npix = (size_t)k->h * k->w, base = (size_t)i * npix * c;
+    const float f = k->param[i], lo = k->lo, hi = k->hi;
+    for (int ch = 0; ch < c; ch++) {
+        double acc = 0.0; /* double: exact sums of up to 2^29 uint8 values, no float drift */
+        if (k->dt == TT_U8) {
+            const uint8_t *x = (const uint8_t *)k->x + base + ch;
+            for (size_t p = 0; p < npix; p++) acc += x[p * c];
+        } else {
+            const float *x = (const float *)k->x + base + ch;
+            for (size_t p = 0; p < npix; p++) acc += x[p * c];
+        }
+        const float m = (float)(acc / (double)npix);
+        if (k->dt == TT_U8) {
+            const uint8_t *x = (const uint8_t *)k->x + base + ch;
+            uint8_t *y = (uint8_t *)k->y + base + ch;
+            for (size_t p = 0; p < npix; p++) y[p * c] = to_u8(clipf(((float)x[p * c] - m) * f + m, lo, hi));
+        } else {
+            const float *x = (const float *)k->x + base + ch;
+            float *y = (float *)k->y + base + ch;
+            for (size_t p = 0; p < npix; p++) y[p * c] = clipf((x[p * c] - m) * f + m, lo, hi);
+        }
     }
 }
 
