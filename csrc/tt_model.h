@@ -140,9 +140,22 @@ typedef struct tt_engine tt_engine;
  * from its first input, for `batch` images of `in_h` x `in_w` pixels (the
  * model's own H, W when 0). Shapes are propagated through the graph (the model's
  * stored shapes are for batch 1 and its own input size). Only the ops that the
- * output depends on are built. Fails on an op whose shapes do not fit. */
+ * output depends on are built. Fails on an op whose shapes do not fit.
+ * Implementation notes (engine.c): layouts are oneDNN's choice (format_tag_any,
+ * NHWC brgemm kernels on AVX-512 with oneDNN 3.2); fused RELU/RELU6 are eltwise
+ * post-ops; a residual ADD becomes a sum post-op of the conv before it; a PAD
+ * feeding only a conv becomes its padding; intermediate buffers are reused once
+ * dead; batches above 8 run in chunks of 8 images (when no op mixes images) so
+ * activations stay cache-sized. */
 tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
                            int32_t output_tensor, tt_engine **out);
+
+/* Shape of tensor `output_tensor` when the model runs on `batch` images of
+ * in_h x in_w pixels (0: the model's own size), by the same shape propagation
+ * as tt_engine_create but without building anything. Fails as create would
+ * (unreachable tensor, shapes that do not fit). */
+tt_status tt_model_output_shape(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                                int32_t output_tensor, int32_t *rank, int64_t shape[TT_MAX_RANK]);
 
 /* Output shape of the engine (NHWC or [N, C]); *rank <= TT_MAX_RANK. */
 void tt_engine_output_shape(const tt_engine *engine, int32_t *rank, int64_t shape[TT_MAX_RANK]);

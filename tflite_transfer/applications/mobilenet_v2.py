@@ -1,0 +1,567 @@
+"""MobileNetV2, ImageNet-pretrained, run by the C engine from a standard .tflite file.
+
+Follows ``keras.applications.MobileNetV2`` / ``keras.applications.mobilenet_v2``
+(Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", CVPR
+2018) with these differences, all forced by the pretrained ``.tflite`` files:
+
+* Weights are the dequantized float32 weights of a quantized TFLite model (batch
+  norm folded into the convolutions), run in float32; they are fixed (no
+  ``weights=None`` random init, no fine-tuning of the base).
+* The classifier has **1001 outputs**: index 0 is "background", indices 1..1000
+  are the ImageNet-1k classes in the usual order (Keras' index ``i`` is our
+  ``i + 1``). ``decode_predictions`` knows this.
+* Class ids returned by ``decode_predictions`` are the output index as a string
+  (``"653"``), not WordNet ids, because the label file the models ship with has
+  no WordNet ids; class names are the label file's lines ("military uniform").
+
+Pretrained weights (``weights=``):
+
+====================  ==========================================  ===========================
+key                   file                                        what it is
+====================  ==========================================  ===========================
+``"imagenet"``        ``DEFAULT_IMAGENET_MODEL``                  the default below
+``"imagenet_ptq"``    ``tf2_mobilenet_v2_1.0_224_ptq.tflite``     TF2 Keras MobileNetV2,
+                                                                  post-training int8 (per
+                                                                  channel) quantized
+``"imagenet_quant"``  ``mobilenet_v2_1.0_224_quant.tflite``       TF-slim MobileNetV2,
+                                                                  quantization-aware trained
+                                                                  (uint8, per tensor)
+====================  ==========================================  ===========================
+
+Both are public Coral test data (Apache 2.0) at
+``https://github.com/google-coral/test_data/raw/master/<file>``. They are found
+(or downloaded with a progress bar and verified by SHA-256) under
+``$TFLITE_TRANSFER_HOME/models`` (default ``~/.cache/tflite_transfer/models``).
+The default is the ptq model for now; it is to be decided by measured accuracy
+on tf_flowers.
+"""
+import os
+import warnings
+
+import numpy as np
+
+from .. import _native
+from ..layers.base import Layer
+from ..utils import get_file
+
+__all__ = ["MobileNetV2", "MobileNetV2Model", "preprocess_input", "decode_predictions",
+           "DEFAULT_IMAGENET_MODEL", "WEIGHTS_REGISTRY", "LABELS_REGISTRY", "WEIGHTS_ALIASES",
+           "weights_path", "labels_path"]
+
+_CORAL = "https://github.com/google-coral/test_data/raw/master/"
+
+#: Label files: fname -> dict(origin, size, sha256). The SHA-256 and size are
+#: those of the project's reference copy of imagenet_labels.txt (1001 lines,
+#: "background" first, the full WordNet synonyms of each class per line, e.g.
+#: "tench, Tinca tinca"). Unverified: that `origin` serves byte-identical content
+#: (it could not be fetched while writing this; if it differs, a download fails
+#: the SHA-256 check with a message naming the file and the folder to place it in).
+LABELS_REGISTRY = {
+    "imagenet_labels.txt": dict(
+        origin="https://storage.googleapis.com/download.tensorflow.org/data/ImageNetLabels.txt",
+        size=21686,
+        sha256="b8aaeb5630c62626a7d124a05c0e14230a7ffdd2136a31d0190a4fb71c1d82f1",
+    ),
+}
+
+#: Pretrained models: fname -> dict(origin, size (bytes), sha256, labels (a
+#: LABELS_REGISTRY key), description).
+WEIGHTS_REGISTRY = {
+    "mobilenet_v2_1.0_224_quant.tflite": dict(
+        origin=_CORAL + "mobilenet_v2_1.0_224_quant.tflite",
+        size=3610798,
+        sha256="7aad0c74c5e3c06e5eb3c827e13304fdd68a83da6087d92ee169c24ff9fd4776",
+        labels="imagenet_labels.txt",
+        description="TF-slim MobileNetV2 1.0/224, quantization-aware trained, uint8 per-tensor",
+    ),
+    "tf2_mobilenet_v2_1.0_224_ptq.tflite": dict(
+        origin=_CORAL + "tf2_mobilenet_v2_1.0_224_ptq.tflite",
+        size=4070174,
+        sha256="5d3137241276e79c86d14a74fe43581398ae0e815191d3dba45495b810840e8c",
+        labels="imagenet_labels.txt",
+        description="TF2 Keras MobileNetV2 1.0/224, post-training int8 per-channel quantized",
+    ),
+}
+
+#: The model ``weights="imagenet"`` loads (a WEIGHTS_REGISTRY key).
+DEFAULT_IMAGENET_MODEL = "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+
+#: ``weights=`` keys -> WEIGHTS_REGISTRY keys. "imagenet" is resolved at call
+#: time to DEFAULT_IMAGENET_MODEL.
+WEIGHTS_ALIASES = {
+    "imagenet_ptq": "tf2_mobilenet_v2_1.0_224_ptq.tflite",
+    "imagenet_quant": "mobilenet_v2_1.0_224_quant.tflite",
+}
+
+_POOLED_CHANNELS = 1280  # MobileNetV2 1.0: width of the last 1x1 conv, before the classifier
+
+
+def _registry_key(weights):
+    if weights == "imagenet":
+        return DEFAULT_IMAGENET_MODEL
+    if weights in WEIGHTS_ALIASES:
+        return WEIGHTS_ALIASES[weights]
+    if weights in WEIGHTS_REGISTRY:
+        return weights
+    return None
+
+
+def weights_path(weights="imagenet"):
+    """Local path (str) of a registered pretrained model, downloading it if absent.
+
+    Args:
+      weights (str): "imagenet", "imagenet_ptq", "imagenet_quant" or a
+        WEIGHTS_REGISTRY file name.
+
+    Raises:
+      KeyError: unknown key.
+      OSError: the file is not cached and the download failed; the message names
+        the URL and the folder to place the file in.
+      ValueError: the cached file's SHA-256 does not match (corrupt or different file).
+    """
+    key = _registry_key(weights)
+    if key is None:
+        raise KeyError(f"Unknown pretrained weights {weights!r}; known: "
+                       f"{['imagenet'] + sorted(WEIGHTS_ALIASES) + sorted(WEIGHTS_REGISTRY)}")
+    e = WEIGHTS_REGISTRY[key]
+    return get_file(key, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
+
+
+def labels_path(weights="imagenet"):
+    """Local path (str) of the label file that a registered model names (see weights_path).
+
+    The file has one class name per line, line ``i`` = output index ``i``
+    (line 0 = "background"). Same errors as `weights_path`.
+    """
+    key = _registry_key(weights)
+    if key is None:
+        raise KeyError(f"Unknown pretrained weights {weights!r}")
+    fname = WEIGHTS_REGISTRY[key]["labels"]
+    e = LABELS_REGISTRY[fname]
+    return get_file(fname, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
+
+
+# -- preprocess / decode -------------------------------------------------------------
+def preprocess_input(x, data_format=None):
+    """Scales RGB pixels from [0, 255] to [-1, 1]: ``x / 127.5 - 1`` (Keras' "tf" mode).
+
+    As ``keras.applications.mobilenet_v2.preprocess_input``: integer input
+    (e.g. uint8 images) is converted to float32 first; float input keeps its
+    float dtype. Unlike Keras, a float NumPy array is never modified in place:
+    a new array is returned.
+
+    Args:
+      x: array-like of RGB values in [0, 255], any shape (usually (N, H, W, 3)).
+      data_format: accepted for Keras compatibility; the operation is per-element
+        so the layout does not matter (None, "channels_last", "channels_first").
+
+    Returns:
+      ndarray, same shape, float32 (or the input's float dtype), values in [-1, 1]
+      for inputs in [0, 255].
+
+    Raises:
+      ValueError: `x` is not numeric (bool, object, complex, strings) or
+        `data_format` is not one of the values above.
+    """
+    if data_format not in (None, "channels_last", "channels_first"):
+        raise ValueError("`data_format` must be None, 'channels_last' or 'channels_first'. "
+                         f"Received: data_format={data_format!r}")
+    x = np.asarray(x)
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise ValueError("`x` must be a numeric array of RGB values in [0, 255]. "
+                         f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
+    if not np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+    # x / 127.5 - 1 in the array's own float type, as Keras does.
+    return x / x.dtype.type(127.5) - x.dtype.type(1.0)
+
+
+def _read_labels(path):
+    with open(path, encoding="utf-8") as f:
+        lines = [ln.rstrip("\r\n") for ln in f]
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return lines
+
+
+def decode_predictions(preds, top=5, labels=None):
+    """Decodes class probabilities into (class_id, class_name, score) tuples, as Keras does.
+
+    Args:
+      preds: array-like (samples, 1001) (our models: index 0 = "background") or
+        (samples, 1000) (Keras' ImageNet order, without background: column ``i``
+        is label ``i + 1``).
+      top (int >= 1): how many classes per sample, highest score first.
+      labels (str | PathLike | None): label file, one name per line, line ``i``
+        = class index ``i`` (1001 lines). Default: the file registered for the
+        default pretrained model (downloaded / cached like the weights).
+
+    Returns:
+      list (one per sample) of lists of ``top`` tuples
+      ``(class_id: str, class_name: str, score: float)``; ``class_id`` is the
+      index in the 1001-class output as a string ("653"), ``class_name`` the
+      label line ("military uniform").
+
+    Raises:
+      ValueError: `preds` is not 2D with 1000 or 1001 columns, or `top` < 1.
+      OSError / ValueError: the label file is missing or corrupt (see weights_path).
+    """
+    p = np.asarray(preds)
+    if p.ndim != 2 or p.shape[1] not in (1000, 1001):
+        raise ValueError("`decode_predictions` expects a batch of predictions (i.e. a 2D array of shape "
+                         f"(samples, 1001) or (samples, 1000)). Received: preds.shape={p.shape}")
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise ValueError(f"`top` must be an int >= 1. Received: top={top!r}")
+    names = _read_labels(os.fspath(labels) if labels is not None else labels_path())
+    if len(names) != 1001:
+        raise ValueError(f"Label file {labels or labels_path()} has {len(names)} lines, expected 1001 "
+                         "(background + 1000 ImageNet classes).")
+    offset = 1 if p.shape[1] == 1000 else 0
+    out = []
+    for row in p:
+        idx = np.argsort(-row, kind="stable")[:top]
+        out.append([(str(int(i) + offset), names[int(i) + offset], float(row[i])) for i in idx])
+    return out
+
+
+# -- the model ---------------------------------------------------------------------
+_PASS_THROUGH = ("RESHAPE", "QUANTIZE", "DEQUANTIZE")
+
+
+def _find_features(core):
+    """Graph analysis: returns (feature_map, pooled, logits) tensor indices.
+
+    pooled = the output of the global MEAN / AVERAGE_POOL_2D whose result feeds
+    (possibly through RESHAPE / QUANTIZE / DEQUANTIZE) the classifier, a CONV_2D
+    or FULLY_CONNECTED; feature_map = that pool's input; logits = the
+    classifier's output. Raises ValueError if the graph has no such structure.
+    """
+    ops = core.ops
+    consumers = {}
+    for op in ops:
+        for t in op["inputs"]:
+            consumers.setdefault(t, []).append(op)
+    for op in reversed(ops):
+        if op["type"] not in ("MEAN", "AVERAGE_POOL_2D"):
+            continue
+        frontier, seen = [op["outputs"][0]], set()
+        while frontier:
+            t = frontier.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            for c in consumers.get(t, []):
+                if c["type"] in ("CONV_2D", "FULLY_CONNECTED") and c["inputs"][0] == t:
+                    return op["inputs"][0], op["outputs"][0], c["outputs"][0]
+                if c["type"] in _PASS_THROUGH:
+                    frontier.append(c["outputs"][0])
+    raise ValueError("Cannot find the pooled feature vector: no global MEAN / AVERAGE_POOL_2D op feeds a "
+                     "CONV_2D or FULLY_CONNECTED classifier in this model.")
+
+
+_UNSET = object()
+
+
+class MobileNetV2Model(Layer):
+    """A pretrained MobileNetV2 as a Keras-like model/layer; build it with `MobileNetV2`.
+
+    Callable (``model(x)``), usable as the first layer of a ``Sequential``.
+
+    Attributes:
+      model (tflite_transfer._core.Model): the loaded graph (ops, tensors).
+      weights_path (str): the .tflite file.
+      input_shape (tuple): (None, H, W, 3).
+      output_shape (tuple): (None, h, w, 1280) for include_top=False, pooling=None
+        (h = ceil(H / 32)); (None, 1280) with pooling; (None, 1001) with the top.
+      include_top (bool), pooling (None | "avg" | "max"), classes (int).
+      trainable (bool): default True as in Keras; set False to freeze it in a
+        Sequential (the base's weights are never updated either way).
+      feature_map_tensor, feature_tensor, logits_tensor, probabilities_tensor (int):
+        tensor indices of the last feature map (7x7x1280 at 224), the pooled
+        1280-d features, the classifier output before softmax, the model output.
+    """
+
+    def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
+                 classes=1001, name=None, weights=None, trainable=True):
+        super().__init__(name=name, trainable=trainable)
+        self.weights_path = os.fspath(model_path)
+        self._weights_arg = weights if weights is not None else self.weights_path
+        with open(self.weights_path, "rb") as f:
+            data = f.read()
+        self.model = _native._core.Model(data, name=self.weights_path)
+        self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
+        self.probabilities_tensor = self.model.outputs[0]
+        self.include_top = bool(include_top)
+        n_out = int(self.model.tensors[self.probabilities_tensor]["shape"][-1])
+        if self.include_top and classes != n_out:
+            raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
+                             f"(the model's outputs; index 0 = background). Received: classes={classes!r}")
+        self.pooling = pooling
+        self.classes = int(classes)
+        h, w, c = input_shape
+        self._hw = (int(h), int(w))
+        self.input_shape = (None, int(h), int(w), int(c))
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    # -- shapes ---------------------------------------------------------------
+    def build(self, input_shape):
+        """Checks `input_shape` ((None, H, W, 3)) against the shape the model was
+        built for (it is built at construction); ValueError if they differ."""
+        if tuple(input_shape)[1:] != self.input_shape[1:]:
+            raise ValueError(f"{self.name!r} was built for input_shape={self.input_shape}; pass "
+                             f"input_shape={tuple(input_shape)[1:]} to MobileNetV2() instead. "
+                             f"Received: input_shape={tuple(input_shape)}")
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        """Output shape (batch None) for `input_shape` (None, H, W, 3) (tuple)."""
+        _, h, w, _ = input_shape
+        if self.include_top:
+            shp = self.model.output_shape(self.probabilities_tensor, batch=1, height=h, width=w)
+            return (None,) + tuple(shp[1:])
+        shp = self.model.output_shape(self.feature_map_tensor, batch=1, height=h, width=w)
+        if self.pooling is None:
+            return (None,) + tuple(shp[1:])
+        return (None, shp[-1])
+
+    # -- input checks ---------------------------------------------------------
+    def _prepare(self, x):
+        """Validates a batch; returns float32 C-contiguous (N, H, W, 3), preprocessed."""
+        x = np.asarray(x)
+        want = self.input_shape[1:]
+        if x.dtype == bool or not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
+            raise ValueError("`x` must be uint8 RGB in [0, 255] (preprocessed inside) or float already "
+                             "scaled to [-1, 1] by `mobilenet_v2.preprocess_input`. "
+                             f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
+        if x.ndim == 3 and x.shape == want:
+            raise ValueError("`x` must be a batch of images (N, H, W, 3); this looks like a single image. "
+                             "Add the batch axis: x[None] or np.expand_dims(x, 0). "
+                             f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
+        if x.ndim != 4:
+            raise ValueError(f"`x` must be a 4D array (N, {want[0]}, {want[1]}, {want[2]}). "
+                             f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
+        if x.shape[1:] != want:
+            raise ValueError(f"`x` must have shape (N, {want[0]}, {want[1]}, {want[2]}) for this model "
+                             f"(built with input_shape={want}). Received: x.shape={x.shape}, x.dtype={x.dtype}")
+        if x.shape[0] == 0:
+            raise ValueError(f"`x` is an empty batch. Received: x.shape={x.shape}, x.dtype={x.dtype}")
+        if x.dtype == np.uint8:
+            return np.ascontiguousarray(preprocess_input(x), dtype=np.float32)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError("`x` contains NaN or infinite values. "
+                             f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
+        lo, hi = float(x.min()), float(x.max())
+        if hi > 1.5 or lo < -1.5:
+            warnings.warn(f"`x` is float with values in [{lo:g}, {hi:g}], but MobileNetV2 expects inputs in "
+                          "[-1, 1]. Pass uint8 images, or scale float images with "
+                          "`tflite_transfer.applications.mobilenet_v2.preprocess_input` first.",
+                          UserWarning, stacklevel=3)
+        return x
+
+    # -- compute ----------------------------------------------------------------
+    def _forward(self, xb, pooling):
+        """One engine run on a prepared batch (N, H, W, 3) float32."""
+        if self.include_top:
+            return self.model.run(xb, self.probabilities_tensor)
+        if pooling is None:
+            return self.model.run(xb, self.feature_map_tensor)
+        if pooling == "avg" and self._hw == self._native_hw():
+            # The model's own pooling op (MEAN / AVERAGE_POOL_2D) in the engine.
+            y = self.model.run(xb, self.feature_tensor)
+            return y.reshape(y.shape[0], -1)
+        fmap = self.model.run(xb, self.feature_map_tensor)
+        if pooling == "avg":
+            # Other input sizes: a fixed-size AVERAGE_POOL_2D would not cover the map.
+            return fmap.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
+        return fmap.max(axis=(1, 2))
+
+    def _native_hw(self):
+        shp = self.model.tensors[self.model.inputs[0]]["shape"]
+        return (int(shp[1]), int(shp[2]))
+
+    def predict(self, x, batch_size=32, verbose=0, pooling=_UNSET):
+        """Runs the model on `x` in batches of `batch_size`; returns float32 NumPy.
+
+        Args:
+          x: (N, H, W, 3) uint8 RGB (preprocessed inside: x / 127.5 - 1) or
+            float (already preprocessed, in [-1, 1]; a UserWarning names
+            `preprocess_input` when values go beyond +-1.5).
+          batch_size (int >= 1): images per engine run; the last batch may be
+            smaller (its engine is built once and cached too).
+          verbose (int): 0 silent, 1 progress bar.
+          pooling: None, "avg" or "max" to override the model's pooling for this
+            call (features of a model built with pooling=None, for caching the
+            pooled features of a frozen base); default: the model's own. Ignored
+            when include_top=True.
+
+        Returns:
+          float32 ndarray: (N,) + output_shape[1:] (or (N, 1280) with a pooling override).
+
+        Raises:
+          ValueError: bad `x` (rank, shape, dtype, empty, NaN/inf) or `batch_size`.
+        """
+        pooling = self.pooling if pooling is _UNSET else pooling
+        if pooling not in (None, "avg", "max"):
+            raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}")
+        x = self._prepare(x)
+        n = x.shape[0]
+        starts = range(0, n, int(batch_size))
+        if verbose:
+            from tqdm.auto import tqdm
+            starts = tqdm(starts, unit="batch", desc=self.name)
+        parts = [self._forward(x[s:s + batch_size], pooling) for s in starts]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+    def call(self, x, training=False):
+        """Forward pass (Keras' ``call``); `training` has no effect (no dropout / batch norm left)."""
+        return self.predict(x, batch_size=64)
+
+    def __call__(self, x, training=False):
+        return self.call(x, training=training)
+
+    # -- weights ----------------------------------------------------------------
+    def _needed_ops(self, output):
+        """Ops the tensor `output` depends on, in op order."""
+        producer = {op["outputs"][0]: op for op in self.model.ops}
+        need, stack = set(), [output]
+        while stack:
+            t = stack.pop()
+            op = producer.get(t)
+            if op is None or op["index"] in need:
+                continue
+            need.add(op["index"])
+            stack.extend(i for i in op["inputs"] if i >= 0)
+        return [op for op in self.model.ops if op["index"] in need]
+
+    def _output_dependency(self):
+        return self.probabilities_tensor if self.include_top else self.feature_map_tensor
+
+    def get_weights(self):
+        """Float32 copies of the weights and biases of the conv / depthwise / FC ops
+        the output depends on, in op order (weights then bias for each op)."""
+        out = []
+        for op in self._needed_ops(self._output_dependency()):
+            if op["type"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+                for t in op["inputs"][1:]:
+                    if t >= 0:
+                        out.append(np.array(self.model.get_tensor(t), dtype=np.float32))
+        return out
+
+    def set_weights(self, weights):
+        """Accepts only the model's own weights (the pretrained base is fixed).
+
+        Raises ValueError if `weights` differ in count, shape or value."""
+        mine = self.get_weights()
+        weights = list(weights)
+        if len(weights) != len(mine) or any(np.shape(a) != b.shape or not np.array_equal(a, b)
+                                            for a, b in zip(weights, mine)):
+            raise ValueError(f"The weights of {self.name!r} come from {self.weights_path} and cannot be "
+                             "changed (the .tflite base is fixed).")
+
+    def count_params(self):
+        """Number of scalar weights (float or quantized constants) the output depends on.
+
+        Batch norm is folded into the convolutions in .tflite files, so this is
+        smaller than Keras' count for the same architecture."""
+        tensors = self.model.tensors
+        seen, n = set(), 0
+        for op in self._needed_ops(self._output_dependency()):
+            for t in op["inputs"]:
+                if t < 0 or t in seen:
+                    continue
+                info = tensors[t]
+                if info["is_constant"] and (info["dtype"].startswith("float") or info["quantization"]):
+                    seen.add(t)
+                    n += int(np.prod(info["shape"]))
+        return n
+
+    def get_config(self):
+        """Constructor arguments (JSON-serializable dict), Keras-style."""
+        return {"name": self.name, "trainable": self.trainable, "input_shape": self.input_shape[1:],
+                "include_top": self.include_top, "weights": self._weights_arg, "pooling": self.pooling,
+                "classes": self.classes}
+
+    def inspect(self):
+        """Summary of the graph: dict(model=the _core.Model, ops, tensors, inputs, outputs,
+        feature_map_tensor, feature_tensor, logits_tensor, probabilities_tensor)."""
+        m = self.model
+        return dict(model=m, ops=m.ops, tensors=m.tensors, inputs=m.inputs, outputs=m.outputs,
+                    feature_map_tensor=self.feature_map_tensor, feature_tensor=self.feature_tensor,
+                    logits_tensor=self.logits_tensor, probabilities_tensor=self.probabilities_tensor)
+
+    def __repr__(self):
+        return (f"<MobileNetV2Model name={self.name!r} weights={os.path.basename(self.weights_path)!r} "
+                f"include_top={self.include_top} pooling={self.pooling!r} output_shape={self.output_shape}>")
+
+
+def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=None, classes=1001,
+                name=None, **kwargs):
+    """Builds an ImageNet-pretrained MobileNetV2 1.0 (Keras' ``applications.MobileNetV2``).
+
+    Args:
+      input_shape (tuple | None): (H, W, 3); default (224, 224, 3). Other sizes
+        (H, W >= 32, e.g. (160, 160, 3)) need include_top=False, as in Keras.
+      include_top (bool): True: class probabilities (N, 1001), softmax, index 0 =
+        "background". False: features (see `pooling`).
+      weights: "imagenet" (DEFAULT_IMAGENET_MODEL), "imagenet_ptq",
+        "imagenet_quant", or the path (str / PathLike) of a MobileNetV2 .tflite.
+        None (Keras' random init) is not supported.
+      pooling: with include_top=False: None -> (N, H/32, W/32, 1280) map
+        (7x7 at 224), "avg" -> (N, 1280) global average, "max" -> (N, 1280)
+        global max. Ignored when include_top=True (as in Keras).
+      classes (int): must be the model's class count (1001) with include_top=True.
+      name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
+      **kwargs: `trainable` (bool, default True).
+
+    Returns:
+      MobileNetV2Model.
+
+    Raises:
+      ValueError: weights=None, bad input_shape / pooling / classes, a model
+        that cannot take the input size, or a corrupt file (ModelFormatError).
+      FileNotFoundError: `weights` is a path that does not exist.
+      OSError: "imagenet" weights not cached and the download failed (names the
+        URL and the folder to place the file in).
+    """
+    trainable = kwargs.pop("trainable", True)
+    if kwargs:
+        raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
+    if weights is None:
+        raise ValueError("`weights=None` (random initialization) is not supported: tflite_transfer runs "
+                         "pretrained .tflite models only. Use weights='imagenet' or the path of a .tflite file.")
+    if input_shape is None:
+        input_shape = (224, 224, 3)
+    try:
+        shape = tuple(int(s) for s in input_shape)
+        ok = len(shape) == 3 and tuple(input_shape) == shape
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or shape[2] != 3 or shape[0] < 32 or shape[1] < 32:
+        raise ValueError("`input_shape` must be (H, W, 3) with H, W >= 32 (RGB images, as Keras' MobileNetV2). "
+                         f"Received: input_shape={input_shape!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
+    if include_top and shape[:2] != (224, 224):
+        raise ValueError("With include_top=True the pretrained classifier needs input_shape=(224, 224, 3), "
+                         f"as in Keras. Use include_top=False for other sizes. Received: input_shape={input_shape!r}")
+
+    if isinstance(weights, str) and _registry_key(weights) is not None:
+        path = weights_path(weights)
+    elif isinstance(weights, (str, os.PathLike)):
+        path = os.fspath(weights)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"`weights` file not found: {path!r}. Pass 'imagenet', 'imagenet_ptq', "
+                                    "'imagenet_quant' or the path of an existing .tflite file.")
+    else:
+        raise ValueError("`weights` must be 'imagenet', 'imagenet_ptq', 'imagenet_quant' or the path of a "
+                         f".tflite file. Received: weights={weights!r}")
+
+    if name is None:
+        name = f"mobilenetv2_1.00_{shape[0]}"
+    m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
+                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
+    return m
