@@ -55,8 +55,9 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
         base.trainable = False
         stack = []
         if aug:
-            stack += [layers.RandomFlip("horizontal", seed=seed), layers.RandomBrightness(0.2, seed=seed),
-                      layers.RandomContrast(0.2, seed=seed)]
+            stack += [_seeded(layers.RandomFlip, "horizontal", seed=seed),
+                      _seeded(layers.RandomBrightness, 0.2, seed=seed),
+                      _seeded(layers.RandomContrast, 0.2, seed=seed)]
         stack += [base, layers.GlobalAveragePooling2D(), layers.Dropout(0.2, seed=seed),
                   layers.Dense(len(class_names), activation="softmax", seed=seed)]
         model = Sequential(stack, name=f"flowers_{name}")
@@ -98,6 +99,13 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
                          "times_s": stage, "model_path": saved}
     if output:
         with open(os.path.join(output, "summary.json"), "w") as f:
-            json.dump({k: {kk: vv for kk, vv in v.items() if kk not in ("y_true", "y_pred")}
-                       for k, v in results.items()}, f, indent=1)
+            json.dump(results, f, indent=1)
     return results
+
+
+def _seeded(cls, *args, seed=None):
+    """cls(*args, seed=seed), or cls(*args) if the layer takes no seed (Keras' layers all do)."""
+    try:
+        return cls(*args, seed=seed)
+    except TypeError:
+        return cls(*args)

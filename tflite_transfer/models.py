@@ -661,7 +661,7 @@ class Sequential:
                                              f"lower the learning rate or check the inputs.")
                 loss_m.update_state(loss, len(fb))
                 for m in self.metrics:
-                    m.update_state(yb, head.outputs(out) if self.loss.from_logits else out)
+                    m.update_state(yb, out)  # probabilities, also with from_logits
                 logs = {"loss": loss_m.result(), **{m.name: m.result() for m in self.metrics}}
                 cbs.on_train_batch_end(step, logs)
                 if bar is not None:
@@ -695,9 +695,8 @@ class Sequential:
             logits, _ = head.forward(fb, training=False)
             loss, probs = head.loss_value(logits, labels.targets(yb), None)
             loss_m.update_state(loss, len(fb))
-            out = head.outputs(logits)
             for m in ms:
-                m.update_state(yb, out)
+                m.update_state(yb, probs)
         return {"loss": float(loss_m.result()), **{m.name: float(m.result()) for m in ms}}
 
     # -- evaluate / predict ----------------------------------------------------------
