@@ -341,6 +341,8 @@ class _Head:
                     grads.append(db)
                     variables.append(l.bias)
             d = dx
+            if d is None:
+                break  # nothing before the first Dense needs a gradient
         if variables:
             optimizer.apply(grads, variables)
         return loss, probs
@@ -502,13 +504,15 @@ class Sequential:
         from tqdm.auto import tqdm
 
         feats, ys = [], []
+        self._last_batch_len = 0
         total = len(x) if _is_dataset(x) else math.ceil(len(x) / batch_size)
         with tqdm(total=total, desc=f"features ({what})", unit="batch", disable=verbose != 1,
                   leave=False, file=sys.stdout) as bar:
             for xb, yb in self._iter_batches(x, y, batch_size, shuffle=False):
                 f = self._run(stages, xb, False)
+                self._last_batch_len = max(self._last_batch_len, len(f))
                 feats.append(np.ascontiguousarray(f, np.float32).reshape(len(f), -1))
-                if yb is not None:
+                if yb is not None and labels is not None:
                     ys.append(labels.check(yb, "y" if what == "train" else "validation labels"))
                 bar.update(1)
         return np.concatenate(feats), (np.concatenate(ys) if ys else None)
@@ -611,6 +615,8 @@ class Sequential:
         if cached:
             feats, ytr = self._features(stages, x, None if is_ds else y, batch_size, labels, "train", verbose)
             n_train = len(feats)
+            if is_ds:  # keep the dataset's own batching, as Keras does
+                batch_size = int(getattr(x, "batch_size", None) or self._last_batch_len)
             steps = math.ceil(n_train / batch_size)
         else:
             n_train = x.num_images if is_ds and hasattr(x, "num_images") else (None if is_ds else len(x))
