@@ -49,11 +49,12 @@ class Noise(Layer):
     """Stand-in augmentation: adds +-1 noise in training (uint8 kept)."""
 
     is_random = True
+    rng = np.random.default_rng(0)
 
     def call(self, x, training=False):
         if not training:
             return x
-        noise = np.random.default_rng().integers(-1, 2, x.shape)
+        noise = self.rng.integers(-1, 2, x.shape)
         return np.clip(x.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
@@ -89,6 +90,11 @@ def _images(n=96, seed=0):
     x = rng.integers(0, 120, (n, 4, 4, 3))
     x[..., 0] += 120 * y[:, None, None]
     return x.astype(np.uint8), y
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    L.set_random_seed(0)
 
 
 @pytest.fixture
@@ -178,10 +184,10 @@ def test_augmentation_runs_the_base_per_batch(base_file):
     base = FrozenBase(base_file)
     m = tt.Sequential([Noise(), base, L.GlobalAveragePooling2D(), L.Dense(2, activation="softmax")])
     m.compile(tt.optimizers.Adam(0.05), "sparse_categorical_crossentropy", ["accuracy"])
-    h = m.fit(x[:64], y[:64], validation_data=(x[64:], y[64:]), epochs=3, batch_size=16, verbose=0)
+    h = m.fit(x[:64], y[:64], validation_data=(x[64:], y[64:]), epochs=5, batch_size=16, verbose=0)
     assert m.last_fit_path == "per_batch" and h.params["feature_cache"] is False
-    assert base.seen == 3 * 64 + 32  # training every epoch, validation cached once
-    assert h.history["accuracy"][-1] >= 0.8
+    assert base.seen == 5 * 64 + 32  # training every epoch, validation cached once
+    assert h.history["val_accuracy"][-1] >= 0.9, h.history
 
 
 def test_fit_on_a_dataset_with_dataset_validation(base_file):

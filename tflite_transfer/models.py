@@ -53,7 +53,7 @@ from . import losses as losses_module
 from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .layers.base import Layer
-from .layers.core import Dense, Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D, _PlanCache
+from .layers.core import Dense, Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D, _new_seed, _PlanCache
 
 History = callbacks_module.History
 
@@ -377,7 +377,7 @@ class Sequential:
         self.history = None
         self.last_fit_path = None
         self._build_shape = None
-        self._rng = np.random.default_rng()
+        self._rng = np.random.default_rng(_new_seed())  # layers.set_random_seed makes it reproducible
 
     # -- structure -----------------------------------------------------------
     @property
