@@ -627,7 +627,8 @@ class Sequential:
         timings["features"] = time.perf_counter() - t0
 
         history = History()
-        cbs = callbacks_module.CallbackList([history] + list(callbacks or []), self, {})
+        # History last, as in Keras, so it records what other callbacks add to the logs.
+        cbs = callbacks_module.CallbackList(list(callbacks or []) + [history], self, {})
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "feature_cache": cached,
                   "fit_path": self.last_fit_path, "samples": n_train, "timings": timings}
         for c in cbs.callbacks:
