@@ -231,11 +231,20 @@ def _check_4d(layer, x):
                          f"Received: x.shape={x.shape}")
 
 
+def _keras_name(base):
+    """Keras-style unique default name ("global_average_pooling2d", "..._1"), sharing Layer's counters."""
+    n = Layer._counters.get(base, 0)
+    Layer._counters[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
 class _GlobalPooling2D(Layer):
     """Shared parts of the global poolings (channels_last only)."""
 
+    _default_name = None
+
     def __init__(self, data_format="channels_last", keepdims=False, name=None, trainable=True):
-        super().__init__(name=name, trainable=trainable)
+        super().__init__(name=name or _keras_name(self._default_name), trainable=trainable)
         if data_format not in (None, "channels_last"):
             raise ValueError(f"Only data_format='channels_last' is supported. Received: {data_format!r}")
         self.keepdims = bool(keepdims)
@@ -252,6 +261,8 @@ class _GlobalPooling2D(Layer):
 class GlobalAveragePooling2D(_GlobalPooling2D):
     """Mean over H and W: (N, H, W, C) -> (N, C) float32 (keepdims: (N, 1, 1, C)). channels_last only."""
 
+    _default_name = "global_average_pooling2d"
+
     def call(self, x, training=False):
         _check_4d(self, x)
         return np.mean(x, axis=(1, 2), dtype=np.float32, keepdims=self.keepdims)
@@ -259,6 +270,8 @@ class GlobalAveragePooling2D(_GlobalPooling2D):
 
 class GlobalMaxPooling2D(_GlobalPooling2D):
     """Max over H and W: (N, H, W, C) -> (N, C) float32 (keepdims: (N, 1, 1, C))."""
+
+    _default_name = "global_max_pooling2d"
 
     def call(self, x, training=False):
         _check_4d(self, x)
