@@ -508,7 +508,8 @@ class Sequential:
         total = len(x) if _is_dataset(x) else math.ceil(len(x) / batch_size)
         with tqdm(total=total, desc=f"features ({what})", unit="batch", disable=verbose != 1,
                   leave=False, file=sys.stdout) as bar:
-            for xb, yb in self._iter_batches(x, y, batch_size, shuffle=False):
+            # Decode the next batch in the background while the base runs on this one.
+            for xb, yb in _prefetch(self._iter_batches(x, y, batch_size, shuffle=False), lambda item: item):
                 f = self._run(stages, xb, False)
                 self._last_batch_len = max(self._last_batch_len, len(f))
                 feats.append(np.ascontiguousarray(f, np.float32).reshape(len(f), -1))
