@@ -1,1 +1,316 @@
-"""Stub: filled in by its area's work."""
+"""Callbacks, Keras names and behaviour: Callback, History, EarlyStopping,
+ModelCheckpoint, ReduceLROnPlateau, CSVLogger, LambdaCallback.
+
+Hooks receive ``logs`` dicts of floats: "loss", metric names, and "val_"
+variants at epoch end. Epochs are 0-based in hooks (Keras).
+"""
+import csv
+import math
+import os
+import tempfile
+
+import numpy as np
+
+
+class Callback:
+    """Base class; override any of the hooks. ``self.model`` is set by fit, ``self.params`` too."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+
+
+class History(Callback):
+    """Records per-epoch logs: ``history`` (dict name -> list of floats), ``epoch`` (list of ints),
+    ``params`` (dict: epochs, steps, verbose, feature_cache, timings)."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []
+        self.history = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+def _mode_op(mode, monitor):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"`mode` must be 'auto', 'min' or 'max'. Received: mode={mode!r}")
+    if mode == "auto":
+        mode = "max" if ("acc" in monitor or monitor.endswith("auc")) else "min"
+    return mode
+
+
+class _Monitor(Callback):
+    def __init__(self, monitor, mode, min_delta):
+        super().__init__()
+        self.monitor = monitor
+        self.mode = _mode_op(mode, monitor)
+        self.min_delta = abs(float(min_delta))
+
+    def _improved(self, current, best):
+        if best is None:
+            return True
+        if self.mode == "min":
+            return current < best - self.min_delta
+        return current > best + self.min_delta
+
+    def _get(self, logs):
+        v = (logs or {}).get(self.monitor)
+        if v is None:
+            raise ValueError(f"{type(self).__name__}: `monitor`={self.monitor!r} is not in the logs. "
+                             f"Available: {sorted(logs or {})}")
+        return float(v)
+
+
+class EarlyStopping(_Monitor):
+    """Stops training when `monitor` has not improved by more than `min_delta` for `patience` epochs.
+
+    Args: monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto" (max for *acc*),
+    baseline=None, restore_best_weights=False (restores the best epoch's weights at the end, also
+    when training runs to the last epoch, as Keras 3), start_from_epoch=0 (epochs ignored first).
+    Attribute ``stopped_epoch`` (0 if not stopped), ``best_epoch``.
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        super().__init__(monitor, mode, min_delta)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.baseline = baseline
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = self.baseline
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = self._get(logs)
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._improved(current, self.best):
+            self.best = current
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self.baseline is None or self._improved(current, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model (or weights) after each epoch, atomically (temp file + rename).
+
+    Args: filepath (str, may contain ``{epoch:02d}`` (1-based) and log keys like ``{val_loss:.2f}``),
+    monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False (then an .npz of
+    get_weights()), mode="auto".
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch"):
+        super().__init__()
+        if save_freq != "epoch":
+            raise ValueError(f"Only save_freq='epoch' is supported. Received: save_freq={save_freq!r}")
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _mode_op(mode, monitor)
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            cur = logs.get(self.monitor)
+            if cur is None:
+                raise ValueError(f"ModelCheckpoint: `monitor`={self.monitor!r} is not in the logs. "
+                                 f"Available: {sorted(logs)}")
+            better = self.best is None or (cur < self.best if self.mode == "min" else cur > self.best)
+            if not better:
+                return
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {cur}, saving to {path}")
+            self.best = cur
+        if self.save_weights_only:
+            save_weights_npz(self.model, path)
+        else:
+            self.model.save(path)
+
+
+def save_weights_npz(model, path):
+    """Writes model.get_weights() to `path` (.npz, arrays w0, w1, ...) atomically."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiplies the learning rate by `factor` when `monitor` stalls for `patience` epochs.
+
+    Args: monitor="val_loss", factor=0.1 (< 1), patience=10, verbose=0, mode="auto",
+    min_delta=1e-4, cooldown=0, min_lr=0.0. Needs a float learning rate (not a schedule).
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        super().__init__(monitor, mode, min_delta)
+        if not (0 <= factor < 1):
+            raise ValueError(f"`factor` must be in [0, 1). Received: factor={factor}")
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+
+    def on_train_begin(self, logs=None):
+        self.best = None
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = self._get(logs)
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.learning_rate)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improved(current, self.best):
+            self.best = current
+            self.wait = 0
+            return
+        if self.cooldown_counter > 0:
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            opt = self.model.optimizer
+            if not isinstance(opt._lr, float):
+                raise ValueError("ReduceLROnPlateau needs a float learning rate, not a LearningRateSchedule.")
+            old = opt.learning_rate
+            new = max(old * self.factor, self.min_lr)
+            if old - new > 1e-12:
+                opt.learning_rate = new
+                if self.verbose:
+                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                self.cooldown_counter = self.cooldown
+                self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Writes one CSV row per epoch: ``epoch`` (0-based, Keras) then the log keys sorted.
+
+    Args: filename (str), separator=",", append=False.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.sep = separator
+        self.append = append
+        self._file = None
+        self._writer = None
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._has_header = exists
+        self._keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._keys is None:
+            self._keys = sorted(logs)
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch"] + self._keys, delimiter=self.sep)
+            if not self._has_header:
+                self._writer.writeheader()
+        row = {"epoch": epoch}
+        row.update({k: logs.get(k, math.nan) for k in self._keys})
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class LambdaCallback(Callback):
+    """Callback from functions: on_epoch_begin(epoch, logs), on_epoch_end(epoch, logs),
+    on_train_batch_begin/end(batch, logs), on_train_begin(logs), on_train_end(logs)."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None, on_train_end=None,
+                 on_train_batch_begin=None, on_train_batch_end=None):
+        super().__init__()
+        for name, fn in dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                             on_train_begin=on_train_begin, on_train_end=on_train_end,
+                             on_train_batch_begin=on_train_batch_begin,
+                             on_train_batch_end=on_train_batch_end).items():
+            if fn is not None:
+                setattr(self, name, fn)
+
+
+class CallbackList:
+    """Dispatches hooks to a list of callbacks (internal to fit)."""
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for c in self.callbacks:
+            if not isinstance(c, Callback):
+                raise ValueError(f"`callbacks` entries must be Callback instances. Received: {c!r}")
+            c.set_model(model)
+            c.set_params(params)
+
+    def __getattr__(self, hook):
+        def run(*args):
+            for c in self.callbacks:
+                getattr(c, hook)(*args)
+        return run

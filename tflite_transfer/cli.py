@@ -1,0 +1,73 @@
+"""Command line: ``tflite-transfer flowers`` and ``tflite-transfer train DIR``
+(also ``python -m tflite_transfer ...``). See ``--help`` of each subcommand."""
+import argparse
+import sys
+
+
+def _size(s):
+    parts = s.lower().replace("x", ",").split(",")
+    try:
+        vals = tuple(int(p) for p in parts if p)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--image-size must be N or H,W. Received: {s!r}")
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"--image-size must be N or H,W. Received: {s!r}")
+    return vals
+
+
+def _common(p, epochs=10):
+    p.add_argument("--epochs", type=int, default=epochs, help="training epochs (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--image-size", type=_size, default=(224, 224), help="N or H,W (default 224)")
+    p.add_argument("--validation-split", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
+    p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(prog="tflite-transfer", description="Transfer learning with MobileNetV2 (TFLite) "
+                                 "and a Keras-like API, no TensorFlow needed.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("flowers", help="the tf_flowers job (with and without augmentation)")
+    _common(f)
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--no-augment", action="store_true", help="only the run without augmentation")
+    g.add_argument("--augment-only", action="store_true", help="only the run with augmentation")
+    f.add_argument("--data-dir", default=None, help="flower_photos folder (default: datasets.tf_flowers())")
+    f.add_argument("--output", default="flowers_output", help="folder for models and summary.json")
+    t = sub.add_parser("train", help="train a classifier head on any folder of class sub-folders")
+    t.add_argument("directory")
+    _common(t)
+    t.add_argument("--augment", dest="augment", action="store_true", help="use flip/brightness/contrast augmentation")
+    t.add_argument("--no-augment", dest="augment", action="store_false")
+    t.set_defaults(augment=False)
+    t.add_argument("--output", default="train_output")
+    return ap
+
+
+def main(argv=None):
+    """Entry point of the ``tflite-transfer`` console script; returns the exit status (int)."""
+    args = build_parser().parse_args(argv)
+    from . import flowers
+
+    if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0):
+        print("tflite-transfer: --epochs and --batch-size must be >= 1 and --validation-split in (0, 1).",
+              file=sys.stderr)
+        return 2
+    if args.command == "flowers":
+        augment = (False,) if args.no_augment else (True,) if args.augment_only else (False, True)
+        directory = args.data_dir
+    else:
+        augment = (args.augment,)
+        directory = args.directory
+    flowers.run(directory=directory, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+                validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
+                output=args.output, verbose=args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The flowers job: MobileNetV2 (ImageNet, frozen) + GlobalAveragePooling2D +
+Dropout(0.2) + Dense(softmax) on a folder of class sub-folders (tf_flowers by
+default), trained with Adam(1e-3) and sparse categorical cross-entropy, without
+and with the TensorFlow tutorial's augmentation (RandomFlip("horizontal"),
+RandomBrightness(0.2), RandomContrast(0.2)).
+
+Prints per-epoch metrics, the final validation accuracy, scikit-learn's
+classification report and confusion matrix on the validation subset, and the
+wall time of each stage (load, features, train, evaluate); saves each trained
+model to ``<output>/<run>.ttz`` and a ``summary.json`` with the numbers.
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+
+def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validation_split=0.2, seed=123,
+        augment=(False, True), weights="imagenet", output="flowers_output", verbose=1, learning_rate=1e-3,
+        print_fn=print):
+    """Runs the job; returns a dict {run name: results} (see summary.json).
+
+    Args:
+      directory (str | None): dataset folder (class sub-folders); None = tf_flowers
+        (``datasets.tf_flowers()``, honours TFLITE_TRANSFER_FLOWERS).
+      epochs (int), batch_size (int), image_size ((h, w)), validation_split (float), seed (int).
+      augment (tuple of bool): which runs to do: False = no augmentation, True = augmentation.
+      weights (str): "imagenet" or a .tflite path for MobileNetV2.
+      output (str | None): folder for the saved models and summary.json (None: don't save).
+      verbose (0 | 1 | 2): fit's verbosity.
+    """
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    from . import applications, datasets, layers, optimizers
+    from .data import image_dataset_from_directory
+    from .models import Sequential
+
+    times = {}
+    t = time.perf_counter()
+    if directory is None:
+        directory = datasets.tf_flowers()
+    train_ds, val_ds = image_dataset_from_directory(
+        directory, validation_split=validation_split, subset="both", seed=seed, image_size=tuple(image_size),
+        batch_size=batch_size)
+    class_names = list(train_ds.class_names)
+    times["load"] = time.perf_counter() - t
+    print_fn(f"Data: {directory}: {train_ds.num_images} training and {val_ds.num_images} validation images, "
+             f"classes {class_names}")
+    results = {}
+    for aug in augment:
+        name = "augmented" if aug else "no_augmentation"
+        print_fn(f"\n=== {name} ===")
+        base = applications.MobileNetV2(input_shape=tuple(image_size) + (3,), include_top=False, weights=weights)
+        base.trainable = False
+        stack = []
+        if aug:
+            stack += [_seeded(layers.RandomFlip, "horizontal", seed=seed),
+                      _seeded(layers.RandomBrightness, 0.2, seed=seed),
+                      _seeded(layers.RandomContrast, 0.2, seed=seed)]
+        stack += [base, layers.GlobalAveragePooling2D(), layers.Dropout(0.2, seed=seed),
+                  layers.Dense(len(class_names), activation="softmax", seed=seed)]
+        model = Sequential(stack, name=f"flowers_{name}")
+        model.compile(optimizer=optimizers.Adam(learning_rate=learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        t = time.perf_counter()
+        history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=verbose)
+        fit_time = time.perf_counter() - t
+        timings = history.params["timings"]
+        t = time.perf_counter()
+        # Evaluate on the validation subset in file order: labels come from the dataset itself.
+        x_val, y_val = val_ds.as_numpy()
+        probs = model.predict(x_val, batch_size=batch_size, verbose=0)
+        y_pred = np.argmax(probs, axis=1)
+        eval_time = time.perf_counter() - t
+        acc = float(np.mean(y_pred == y_val))
+        report = classification_report(y_val, y_pred, labels=list(range(len(class_names))),
+                                       target_names=class_names, digits=4, zero_division=0)
+        cm = confusion_matrix(y_val, y_pred, labels=list(range(len(class_names))))
+        print_fn(f"\nPath: {model.last_fit_path}")
+        for e, i in enumerate(history.epoch):
+            print_fn(f"epoch {i + 1:2d}: " + " - ".join(f"{k}: {v[e]:.4f}" for k, v in history.history.items()))
+        print_fn(f"Final validation accuracy ({name}): {acc:.4f}")
+        print_fn("Classification report (validation):\n" + report)
+        print_fn("Confusion matrix (rows: true, columns: predicted; order " + ", ".join(class_names) + "):")
+        print_fn(str(cm))
+        stage = {"load": times["load"], "features": timings["features"],
+                 "train": timings["train"] + timings["validation"], "evaluate": eval_time, "fit_total": fit_time}
+        print_fn("Wall time (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stage.items()))
+        saved = None
+        if output:
+            os.makedirs(output, exist_ok=True)
+            saved = os.path.join(output, f"{name}.ttz")
+            model.save(saved)
+            print_fn(f"Saved the model to {saved}")
+        results[name] = {"val_accuracy": acc, "history": history.history, "fit_path": model.last_fit_path,
+                         "classification_report": report, "confusion_matrix": cm.tolist(),
+                         "y_true": y_val.tolist(), "y_pred": y_pred.tolist(), "class_names": class_names,
+                         "times_s": stage, "model_path": saved}
+    if output:
+        with open(os.path.join(output, "summary.json"), "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+def _seeded(cls, *args, seed=None):
+    """cls(*args, seed=seed), or cls(*args) if the layer takes no seed (Keras' layers all do)."""
+    try:
+        return cls(*args, seed=seed)
+    except TypeError:
+        return cls(*args)
