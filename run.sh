@@ -11,7 +11,8 @@
 # a virtual environment in $TT_VENV (default ./.venv) with the package installed editable
 # (the C extension is built in place) and the test extras.
 # Offline data: if ../shared exists next to the checkout and the variables are unset,
-# TFLITE_TRANSFER_MIRROR points at ../shared/models (the .tflite files, checked by SHA-256)
+# TFLITE_TRANSFER_MIRROR points at ../shared/models and ../shared/images (the .tflite files
+# and the ImageNet labels, checked by SHA-256)
 # and TFLITE_TRANSFER_FLOWERS at ../shared/flower_photos; otherwise files are downloaded
 # into $TFLITE_TRANSFER_HOME (default ~/.cache/tflite_transfer).
 set -euo pipefail
@@ -53,7 +54,7 @@ ensure_venv() {
 shared_defaults() {
     local shared="$ROOT/../shared"
     if [ -d "$shared/models" ] && [ -z "${TFLITE_TRANSFER_MIRROR:-}" ]; then
-        export TFLITE_TRANSFER_MIRROR="$(cd "$shared/models" && pwd)"
+        export TFLITE_TRANSFER_MIRROR="$(cd "$shared/models" && pwd):$(cd "$shared/images" && pwd)"
     fi
     if [ -d "$shared/flower_photos" ] && [ -z "${TFLITE_TRANSFER_FLOWERS:-}" ]; then
         export TFLITE_TRANSFER_FLOWERS="$(cd "$shared/flower_photos" && pwd)"

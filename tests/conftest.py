@@ -26,6 +26,8 @@ _home = tempfile.mkdtemp(prefix="tt_home_")
 os.makedirs(os.path.join(_home, "models"))
 for _f in MODELS.iterdir():
     os.symlink(_f, os.path.join(_home, "models", _f.name))
+# The ImageNet class names that the weights registry names (decode_predictions).
+os.symlink(IMAGES / "imagenet_labels.txt", os.path.join(_home, "models", "imagenet_labels.txt"))
 os.environ["TFLITE_TRANSFER_HOME"] = _home
 
 

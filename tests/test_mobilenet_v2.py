@@ -32,16 +32,6 @@ PHOTOS = {"grace_hopper": 653, "cat": 286, "bird": 20, "dragonfly": 320, "sunflo
 PARITY = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def labels_in_cache():
-    """Puts the shared label file into the test cache, as a download would (the
-    session cache of conftest.py only links ../shared/models)."""
-    dst = os.path.join(os.environ["TFLITE_TRANSFER_HOME"], "models", "imagenet_labels.txt")
-    if not os.path.exists(dst):
-        os.symlink(conftest.IMAGES / "imagenet_labels.txt", dst)
-    yield dst
-
-
 @pytest.fixture(scope="module")
 def photos():
     """The 5 shared photos, uint8 (5, 224, 224, 3), in PHOTOS order."""
