@@ -16,6 +16,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # the repository (in-place build) before any installed copy
 
 
 def one(args):
@@ -44,7 +45,10 @@ def main():
     for run in ("no_augmentation", "augmented"):
         cmd = [sys.executable, __file__, "--one", run, "--epochs", str(args.epochs), "--batch-size",
                str(args.batch_size)] + (["--data-dir", args.data_dir] if args.data_dir else [])
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            sys.exit(f"{run} failed:\n{proc.stderr}")
+        out = proc.stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
         print(results[-1])
     doc = {"job": "flowers", "epochs": args.epochs, "batch_size": args.batch_size, "machine": platform.platform(),

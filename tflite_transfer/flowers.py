@@ -51,6 +51,7 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
     for aug in augment:
         name = "augmented" if aug else "no_augmentation"
         print_fn(f"\n=== {name} ===")
+        layers.set_random_seed(seed)  # initial weights, shuffling and dropout masks: the same on every run
         base = applications.MobileNetV2(input_shape=tuple(image_size) + (3,), include_top=False, weights=weights)
         base.trainable = False
         stack = []
