@@ -1,0 +1,136 @@
+"""Parity with TensorFlow/Keras itself (optional: runs only where TensorFlow is installed).
+
+Each test runs the same computation through tflite_transfer and through Keras 3 / TF 2 (the
+versions CI installs: tensorflow-cpu 2.21, Keras 3.15) and compares, with the tolerance stated
+next to it and the difference measured when the test was written. Without TensorFlow the whole
+module is skipped with the reason "TensorFlow/Keras not installed".
+"""
+import json
+import os
+import random
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's start-up banners are noise here
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="TensorFlow/Keras not installed")
+keras = pytest.importorskip("keras", reason="TensorFlow/Keras not installed")
+
+import tflite_transfer as tt  # noqa: E402
+from tflite_transfer import data as ttdata  # noqa: E402
+from tflite_transfer import losses as ttlosses  # noqa: E402
+from tflite_transfer import metrics as ttmetrics  # noqa: E402
+from tflite_transfer.applications import mobilenet_v2 as ttmnv2  # noqa: E402
+from tflite_transfer.layers import preprocessing as ttpre  # noqa: E402
+
+from conftest import FLOWERS, IMAGES  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+class FixedDraws:
+    """Stands in for a random layer's ``numpy.random.Generator`` so the layer applies chosen
+    parameters: ``uniform`` and ``random`` return the next preset array (checked to lie in the
+    requested range), in call order."""
+
+    def __init__(self, *draws):
+        self._draws = [np.asarray(d, np.float64) for d in draws]
+
+    def _next(self, n):
+        d = self._draws.pop(0)
+        assert d.shape == (n,), f"preset draw has shape {d.shape}, layer asked for {n} values"
+        return d
+
+    def uniform(self, low, high, size):
+        d = self._next(size)
+        assert np.all((d >= low) & (d <= high)), f"preset {d} outside the layer's range [{low}, {high}]"
+        return d
+
+    def random(self, size):
+        return self._next(size)
+
+
+def _images(n=3, h=37, w=53, seed=0):
+    """Random float32 batch (n, h, w, 3) in [0, 255] with odd sizes, so no symmetry hides a bug."""
+    return np.random.default_rng(seed).uniform(0, 255, (n, h, w, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small_flower_dir(tmp_path_factory):
+    """A class-folder tree of 10 flower photos (2 per class, fixed pick) as symlinks into ../shared."""
+    root = tmp_path_factory.mktemp("flowers10")
+    pick = random.Random(0)
+    for c in sorted(d for d in os.listdir(FLOWERS) if (FLOWERS / d).is_dir()):
+        (root / c).mkdir()
+        for f in pick.sample(sorted(os.listdir(FLOWERS / c)), 2):
+            os.symlink(FLOWERS / c / f, root / c / f)
+    return root
+
+
+# ------------------------------------------------------------- 1. image_dataset_from_directory
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_dataset_split_file_paths_class_names_and_labels_equal_keras(shuffle):
+    kw = dict(validation_split=0.2, seed=123, subset="both", image_size=(180, 180), batch_size=32,
+              shuffle=shuffle, verbose=False)
+    k_train, k_val = keras.utils.image_dataset_from_directory(str(FLOWERS), **kw)
+    o_train, o_val = ttdata.image_dataset_from_directory(FLOWERS, **kw)
+    assert o_train.class_names == k_train.class_names == ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
+    assert o_train.file_paths == k_train.file_paths
+    assert o_val.file_paths == k_val.file_paths
+    assert (len(o_train.file_paths), len(o_val.file_paths)) == (2349, 587)  # 2936 - int(0.2 * 2936)
+    # Keras shuffles paths and labels with the same seed, so its label of file i is the class of
+    # file i's folder; ours must be the same array.
+    for ds in (o_train, o_val):
+        want = [ds.class_names.index(os.path.basename(os.path.dirname(p))) for p in ds.file_paths]
+        np.testing.assert_array_equal(ds.labels, want)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("crop_to_aspect_ratio", [False, True])
+def test_dataset_pixels_match_keras_within_jpeg_decoder_differences(small_flower_dir, interpolation,
+                                                                    crop_to_aspect_ratio):
+    # Ours decodes with stb_image, TF with libjpeg-turbo: their IDCTs and chroma upsampling differ
+    # (measured on these photos, decode alone: max 14 levels, mean <= 1.3). After the resize to
+    # 224x224 (Keras float32 vs our uint8), measured per image: mean |diff| <= 1.51, 99.9th
+    # percentile <= 8, max 17 levels. Bounds: mean 2.0, 99.9th percentile 10, max 24.
+    # The resize alone is tested exactly in the next test.
+    kw = dict(image_size=(224, 224), shuffle=False, batch_size=16, verbose=False,
+              interpolation=interpolation, crop_to_aspect_ratio=crop_to_aspect_ratio)
+    k = keras.utils.image_dataset_from_directory(str(small_flower_dir), **kw)
+    o = ttdata.image_dataset_from_directory(small_flower_dir, **kw)
+    assert o.file_paths == k.file_paths
+    kx, ky = next(iter(k))
+    ox, oy = next(iter(o))
+    np.testing.assert_array_equal(oy, ky.numpy())
+    assert ox.dtype == np.uint8 and ox.shape == (10, 224, 224, 3)
+    diff = np.abs(ox.astype(np.float64) - kx.numpy().astype(np.float64))
+    assert diff.mean(axis=(1, 2, 3)).max() <= 2.0
+    assert np.percentile(diff, 99.9) <= 10
+    assert diff.max() <= 24
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "nearest"])
+@pytest.mark.parametrize("crop_to_aspect_ratio", [False, True])
+def test_resize_of_tf_decoded_pixels_matches_keras_load_path(small_flower_dir, interpolation, crop_to_aspect_ratio):
+    # Same decoded pixels (TF's) into both resizes: float32 results agree to 1e-3 (float32
+    # rounding of the sampling positions; measured max 0.0 for bilinear/nearest), and our uint8
+    # path (load_img's rounding) is within 0.5 + 1e-3 of Keras' float32 value.
+    paths = sorted(str(p) for p in small_flower_dir.rglob("*.jpg"))[:6]
+    for p in paths:
+        img = tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False)
+        if crop_to_aspect_ratio:
+            ref = keras.preprocessing.image.smart_resize(img, (224, 224), interpolation=interpolation)
+        else:
+            ref = tf.image.resize(img, (224, 224), method=interpolation)
+        ref = np.asarray(ref, np.float32)
+        ours = ttdata.resize(img.numpy(), (224, 224), interpolation=interpolation,
+                             crop_to_aspect_ratio=crop_to_aspect_ratio)
+        assert ours.dtype == np.float32
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-3, err_msg=p)
+        ours_u8 = ttdata._core.resize(ttdata._default_pool(), img.numpy()[None], 224, 224,
+                                      ttdata._INTERPOLATIONS[interpolation], False, crop_to_aspect_ratio, True)[0]
+        assert np.abs(ours_u8.astype(np.float64) - ref).max() <= 0.5 + 1e-3, p
