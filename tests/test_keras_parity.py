@@ -296,3 +296,150 @@ def test_fit_dense_head_matches_keras_weights_and_history(hidden, optimizer, cla
     np.testing.assert_allclose(h_ours.history["loss"], h_keras.history["loss"], rtol=1e-5)
     np.testing.assert_allclose(h_ours.history["accuracy"], h_keras.history["accuracy"], rtol=0, atol=1e-7)
     np.testing.assert_allclose(ours.predict(x, verbose=0), theirs.predict(x, verbose=0), rtol=0, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ 5. augmentation
+
+def _keras_flip(x, mode, flips):
+    layer = keras.layers.RandomFlip(mode)
+    return layer.transform_images(x, {"flips": np.asarray(flips).reshape(-1, 1, 1, 1), "input_shape": x.shape},
+                                  training=True).numpy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_random_flip_with_chosen_flips_equals_keras(dtype):
+    x = _images(n=4).astype(dtype)
+    flips = np.array([True, False, True, False])
+    draws = np.where(flips, 0.25, 0.75)  # ours flips when the draw < 0.5
+    for mode in ("horizontal", "vertical"):
+        layer = tt.layers.RandomFlip(mode)
+        layer._rng = FixedDraws(draws)
+        got = layer(x, training=True)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, _keras_flip(x.astype(np.float32), mode, flips))  # exact
+    layer = tt.layers.RandomFlip("horizontal_and_vertical")
+    layer._rng = FixedDraws(draws, draws[::-1])  # horizontal draws first, then vertical
+    want = _keras_flip(_keras_flip(x.astype(np.float32), "horizontal", flips), "vertical", flips[::-1])
+    np.testing.assert_array_equal(layer(x, training=True), want)
+
+
+_FILL_MODES = ["reflect", "constant", "nearest", "wrap"]
+_INTERPOLATIONS = ["bilinear", "nearest"]
+
+
+@pytest.mark.parametrize("interpolation", _INTERPOLATIONS)
+@pytest.mark.parametrize("fill_mode", _FILL_MODES)
+def test_affine_kernel_equals_tf_image_projective_transform_v3(fill_mode, interpolation):
+    # The same float32 transforms (rotations, zooms in/out, shifts beyond the image) into our C
+    # kernel and into TF's op: float32 results agree to 1e-3 on the [0, 255] scale (measured:
+    # bit-identical); uint8 results are TF's float value rounded (|diff| <= 0.5 + 1e-3).
+    x = _images(n=3)
+    n, h, w, _ = x.shape
+    transforms = np.concatenate([
+        ttpre.rotation_transforms([0.3, -1.1, np.pi], h, w),
+        ttpre.zoom_transforms([0.7, 1.3, 1.0], [0.8, 1.25, 0.5], h, w),
+        ttpre.translation_transforms([5.5, -12.25, 40.0], [-7.3, 20.0, -60.0]),
+    ]).astype(np.float32)
+    for t in np.split(transforms, 3):
+        for imgs in (x, np.round(x).astype(np.uint8)):
+            got = ttdata._core.affine(ttdata._default_pool(), imgs, t, h, w, ttpre._INTERP[interpolation],
+                                      ttpre._FILL_MODES[fill_mode], 7.0)
+            want = tf.raw_ops.ImageProjectiveTransformV3(
+                images=imgs.astype(np.float32), transforms=t, output_shape=[h, w], fill_value=7.0,
+                interpolation=interpolation.upper(), fill_mode=fill_mode.upper()).numpy()
+            assert got.dtype == imgs.dtype
+            tol = 1e-3 if imgs.dtype == np.float32 else 0.5 + 1e-3
+            assert np.abs(got.astype(np.float64) - want).max() <= tol
+
+
+# Keras layers with a degenerate factor range (lower == upper) apply exactly that transform, so
+# ours and Keras' layers can be compared as wholes. Keras builds the matrix in float32, ours in
+# float64 (then float32): measured max difference 1.9e-3 on the [0, 255] scale (bilinear), 0
+# (nearest). Bound: 5e-3. Parameters avoid coordinates that land exactly on the image edge,
+# where "wrap" is discontinuous (TF's rule) and a 1-ulp matrix difference flips a whole row
+# (e.g. a 180-degree rotation or a zoom of exactly 1.2 on 37 rows: measured 238 levels).
+@pytest.mark.parametrize("interpolation", _INTERPOLATIONS)
+@pytest.mark.parametrize("fill_mode", _FILL_MODES)
+@pytest.mark.parametrize("layer, args", [
+    ("RandomRotation", dict(factor=(0.1, 0.1))),
+    ("RandomRotation", dict(factor=(-0.23, -0.23))),
+    ("RandomZoom", dict(height_factor=(0.15, 0.15), width_factor=(-0.3, -0.3))),
+    ("RandomZoom", dict(height_factor=(-0.25, -0.25))),
+    ("RandomTranslation", dict(height_factor=(0.1, 0.1), width_factor=(-0.2, -0.2))),
+])
+def test_geometric_layers_with_fixed_factor_match_keras_layers(layer, args, fill_mode, interpolation):
+    x = _images(n=2)
+    kw = dict(args, fill_mode=fill_mode, interpolation=interpolation, fill_value=7.0)
+    got = getattr(tt.layers, layer)(**kw)(x, training=True)
+    want = getattr(keras.layers, layer)(**kw)(x, training=True).numpy()
+    assert np.abs(got - want).max() <= 5e-3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_random_brightness_with_fixed_factor_matches_keras(dtype):
+    # factor=(f, f) makes Keras' delta f * (high - low) deterministic; results clip to value_range.
+    x = _images(n=3).astype(dtype)
+    for f in (0.1, -0.35):
+        got = tt.layers.RandomBrightness((f, f))(x, training=True)
+        want = keras.layers.RandomBrightness((f, f))(x.astype(np.float32), training=True).numpy()
+        assert got.dtype == dtype
+        tol = 1e-3 if dtype == np.float32 else 0.5 + 1e-3  # uint8: Keras' value rounded
+        assert np.abs(got.astype(np.float64) - want).max() <= tol
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_random_contrast_with_chosen_factors_matches_keras_and_tf_adjust_contrast(dtype):
+    # Keras cannot fix the contrast factor through `factor` (its range is [1 - lower, 1 + upper]),
+    # so the factors are given to Keras' transform_images and drawn by ours from FixedDraws.
+    x = _images(n=3).astype(dtype)
+    factors = np.array([0.55, 1.0, 1.45])
+    layer = tt.layers.RandomContrast(0.5)
+    layer._rng = FixedDraws(factors)
+    got = layer(x, training=True).astype(np.float64)
+    xf = x.astype(np.float32)
+    want = keras.layers.RandomContrast(0.5).transform_images(
+        xf, {"contrast_factor": factors.reshape(-1, 1, 1, 1).astype(np.float32)}, training=True).numpy()
+    adjusted = np.stack([tf.image.adjust_contrast(xf[i], float(factors[i])).numpy() for i in range(3)])
+    tol = 2e-3 if dtype == np.float32 else 0.5 + 2e-3  # float32 mean-order rounding; uint8 rounds
+    assert np.abs(got - want).max() <= tol
+    assert np.abs(got - np.clip(adjusted, 0, 255)).max() <= tol
+
+
+# ------------------------------------------------------------- 6. preprocess_input / decode_predictions
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32, np.float64])
+def test_mobilenet_v2_preprocess_input_equals_keras(dtype):
+    x = np.random.default_rng(9).integers(0, 256, (2, 5, 7, 3)).astype(dtype)
+    want = keras.applications.mobilenet_v2.preprocess_input(x.copy())  # Keras may modify floats in place
+    got = ttmnv2.preprocess_input(x)
+    want = np.asarray(want)
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)  # the same float operations: bit-identical
+
+
+@pytest.fixture
+def keras_class_index(monkeypatch):
+    """Keras' decode_predictions downloads imagenet_class_index.json (no network in tests). Its
+    module caches the parsed index in ``imagenet_utils.CLASS_INDEX``, so a stand-in index is put
+    there: column i -> (a made-up wnid, our label line i + 1). This compares which columns are
+    picked, their order, scores and the column -> label-line offset, not Keras' own class names
+    (which spell names with underscores and carry WordNet ids)."""
+    from keras.src.applications import imagenet_utils
+    names = (IMAGES / "imagenet_labels.txt").read_text(encoding="utf-8").splitlines()
+    index = {str(i): [f"n{i:08d}", names[i + 1]] for i in range(1000)}
+    monkeypatch.setattr(imagenet_utils, "CLASS_INDEX", json.loads(json.dumps(index)))
+    return names
+
+
+@pytest.mark.parametrize("top", [1, 5])
+def test_decode_predictions_on_keras_1000_columns_matches_keras(keras_class_index, top):
+    preds = np.random.default_rng(10).dirichlet(np.ones(1000), 4).astype(np.float32)  # no ties
+    want = keras.applications.mobilenet_v2.decode_predictions(preds, top=top)
+    got = ttmnv2.decode_predictions(preds, top=top)
+    assert len(got) == len(want) == 4
+    for g_row, w_row in zip(got, want, strict=True):
+        assert len(g_row) == len(w_row) == top
+        for (g_id, g_name, g_score), (w_wnid, w_name, w_score) in zip(g_row, w_row, strict=True):
+            assert int(g_id) == int(w_wnid[1:]) + 1  # our ids index the 1001-line label file
+            assert g_name == w_name
+            assert g_score == pytest.approx(float(w_score), rel=1e-7)
