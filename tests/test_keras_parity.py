@@ -443,3 +443,51 @@ def test_decode_predictions_on_keras_1000_columns_matches_keras(keras_class_inde
             assert int(g_id) == int(w_wnid[1:]) + 1  # our ids index the 1001-line label file
             assert g_name == w_name
             assert g_score == pytest.approx(float(w_score), rel=1e-7)
+
+
+# ------------------------------------------------------------------- 7. MobileNetV2 architecture
+
+def _keras_mobilenet_v2_with_tflite_weights(core):
+    """keras.applications.MobileNetV2 (include_top=False, 224x224) carrying a .tflite model's
+    dequantized weights. The .tflite graphs fold batch norm into each convolution's kernel and
+    bias, so every Keras BatchNormalization becomes ``x + bias``: gamma 1, beta = the TFLite bias,
+    moving mean 0, moving variance 1 - epsilon. Convolutions are matched in execution order (the
+    52 before the classifier); kernels go from TFLite [O, KH, KW, I] (depthwise [1, KH, KW, C]) to
+    Keras [KH, KW, I, O] ([KH, KW, C, 1]); op type, stride and kernel shape are checked per pair."""
+    model = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(224, 224, 3))
+    convs = [op for op in core.ops if op["type"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    k_layers = list(model.layers)
+    k_convs = [l for l in k_layers if isinstance(l, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+    assert (len(convs), len(k_convs)) == (53, 52)  # ours also has the 1x1 classifier conv
+    for op, layer in zip(convs, k_convs):
+        depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+        assert op["type"] == ("DEPTHWISE_CONV_2D" if depthwise else "CONV_2D"), layer.name
+        assert (op["options"]["stride_h"], op["options"]["stride_w"]) == tuple(layer.strides), layer.name
+        kernel = core.get_tensor(op["inputs"][1]).transpose(1, 2, 3, 0)
+        bias = core.get_tensor(op["inputs"][2])
+        assert kernel.shape == tuple(layer.kernel.shape), layer.name
+        layer.set_weights([kernel])
+        bn = k_layers[k_layers.index(layer) + 1]
+        assert isinstance(bn, keras.layers.BatchNormalization), bn.name
+        bn.set_weights([np.ones_like(bias), bias, np.zeros_like(bias), np.full_like(bias, 1.0 - bn.epsilon)])
+    return model
+
+
+@pytest.mark.parametrize("weights", ["imagenet_ptq", "imagenet_quant"])
+def test_mobilenet_v2_feature_maps_match_keras_mobilenet_v2_with_the_same_weights(weights):
+    # Keras' own MobileNetV2 graph (padding, strides, ReLU6, linear bottlenecks, residual adds)
+    # with our model's weights must give our 7x7x1280 feature maps. float32 through 52
+    # convolutions, different summation orders (oneDNN vs Eigen): measured max |diff| 8.6e-5
+    # (ptq) / 1.1e-4 (quant) with max |ref| = 6.0 (ReLU6), i.e. 1.4e-5 / 1.8e-5 relative.
+    # Bound: 1e-4 * max |ref|; the pooled 1280-d features: 2e-5 * max |ref|.
+    ours = ttmnv2.MobileNetV2(weights=weights, include_top=False, input_shape=(224, 224, 3))
+    theirs = _keras_mobilenet_v2_with_tflite_weights(ours.model)
+    photos = np.stack([ttdata.load_img(p, target_size=(224, 224)) for p in sorted(IMAGES.glob("*.bmp"))])
+    got = ours.predict(photos)
+    want = theirs(ttmnv2.preprocess_input(photos), training=False).numpy()
+    assert got.shape == want.shape == (5, 7, 7, 1280)
+    scale = np.abs(want).max()
+    assert scale > 1.0  # real activations, not a dead network
+    assert np.abs(got - want).max() <= 1e-4 * scale
+    pooled = ours.predict(photos, pooling="avg")
+    assert np.abs(pooled - want.mean(axis=(1, 2))).max() <= 2e-5 * scale
