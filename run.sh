@@ -9,7 +9,7 @@
 #
 # Set-up (idempotent): Debian's libstb-dev if stb_image.h is missing (needs root or sudo),
 # a virtual environment in $TT_VENV (default ./.venv) with the package installed editable
-# (the C extension is built in place) and the test extras.
+# (the C extension is built in place) and the test extras (TT_WITH_TF=1: TensorFlow too).
 # Offline data: if ../shared exists next to the checkout and the variables are unset,
 # TFLITE_TRANSFER_MIRROR points at ../shared/models and ../shared/images (the .tflite files
 # and the ImageNet labels, checked by SHA-256)
@@ -39,12 +39,16 @@ ensure_venv() {
     . "$VENV/bin/activate"
     local stamp="$VENV/.tt_installed"
     local want
-    want=$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" | sha256sum | cut -c1-16)
+    local extras="test,report"
+    # TT_WITH_TF=1 also installs TensorFlow, so the Keras-parity tests run instead of
+    # being reported as skipped (CI sets it).
+    [ "${TT_WITH_TF:-0}" = 1 ] && extras="$extras,tf"
+    want=$( (cat "$ROOT/pyproject.toml" "$ROOT/setup.py"; echo "$extras") | sha256sum | cut -c1-16)
     if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         python -m pip install -q --upgrade pip
         python -m pip install -q "numpy>=2.0" "setuptools>=77" wheel \
             "onednn-cpu-gomp==2023.2.0" "onednn-devel-cpu-gomp==2023.2.0"
-        python -m pip install -q --no-build-isolation -e "$ROOT[test,report]"
+        python -m pip install -q --no-build-isolation -e "$ROOT[$extras]"
         echo "$want" >"$stamp"
     fi
     # Rebuild the extension when a C file changed (cheap when nothing did).
