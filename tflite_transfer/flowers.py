@@ -69,10 +69,13 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
         fit_time = time.perf_counter() - t
         timings = history.params["timings"]
         t = time.perf_counter()
-        # Evaluate on the validation subset in file order: labels come from the dataset itself.
-        x_val, y_val = val_ds.as_numpy()
-        probs = model.predict(x_val, batch_size=batch_size, verbose=0)
-        y_pred = np.argmax(probs, axis=1)
+        # Batch by batch (labels and predictions stay aligned whatever the dataset's order),
+        # so the whole validation set is never held in memory as float32.
+        y_val, y_pred = [], []
+        for xb, yb in val_ds:
+            y_pred.append(np.argmax(model.predict(xb, batch_size=batch_size, verbose=0), axis=1))
+            y_val.append(np.asarray(yb))
+        y_val, y_pred = np.concatenate(y_val), np.concatenate(y_pred)
         eval_time = time.perf_counter() - t
         acc = float(np.mean(y_pred == y_val))
         report = classification_report(y_val, y_pred, labels=list(range(len(class_names))),
