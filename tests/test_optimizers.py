@@ -139,4 +139,10 @@ def test_keras_itself_if_installed():
         for _ in range(5):
             g = _grad(np.asarray(var, np.float64)).astype(np.float32)
             kopt.apply([keras.ops.convert_to_tensor(g)], [var])
-        np.testing.assert_allclose(_c_run(cls(**cfg)), np.asarray(var), rtol=0, atol=1e-6)
+        # Keras computes Adam/AdamW in float32, including 1 - beta_2**t, which loses ~5
+        # digits to cancellation: measured after these 5 steps, Keras is 1.87e-6 away from
+        # the exact (float64) rule and our C 2.6e-7 away. So Keras itself is compared at
+        # 5e-6 for those two; SGD and RMSprop agree to 1.2e-7 and keep 1e-6. (Our C vs the
+        # float64 rule is held to 1e-6 for every optimizer above.)
+        atol = 5e-6 if cls in (O.Adam, O.AdamW) else 1e-6
+        np.testing.assert_allclose(_c_run(cls(**cfg)), np.asarray(var), rtol=0, atol=atol)

@@ -17,17 +17,12 @@ from .core import (  # noqa: F401
     set_random_seed,
 )
 
-# TODO(lead, integration): once the data branch (layers/preprocessing.py) is
-# merged, replace this try/except by the plain import below it.
-try:
-    from .preprocessing import (  # noqa: F401
-        RandomBrightness,
-        RandomContrast,
-        RandomCrop,
-        RandomFlip,
-        RandomRotation,
-        RandomTranslation,
-        RandomZoom,
-    )
-except ImportError:  # pragma: no cover - only before the data branch lands
-    pass
+from .preprocessing import (  # noqa: F401
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+    RandomZoom,
+)
