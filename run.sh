@@ -71,6 +71,7 @@ flowers)
     exec python -m tflite_transfer flowers "$@" ;;
 classify)
     ensure_venv; shared_defaults
+    if [ $# -eq 0 ] && [ -d "$ROOT/../shared/images" ]; then set -- "$ROOT/../shared/images"; fi
     exec python -m tflite_transfer classify "$@" ;;
 test)
     ensure_venv

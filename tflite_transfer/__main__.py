@@ -1,4 +1,4 @@
-"""``python -m tflite_transfer flowers`` / ``python -m tflite_transfer train DIR``."""
+"""``python -m tflite_transfer flowers | train DIR | classify IMAGE...`` (see cli.py)."""
 import sys
 
 from .cli import main

@@ -1,7 +1,11 @@
-"""Command line: ``tflite-transfer flowers`` and ``tflite-transfer train DIR``
-(also ``python -m tflite_transfer ...``). See ``--help`` of each subcommand."""
+"""Command line: ``tflite-transfer flowers``, ``tflite-transfer train DIR`` and
+``tflite-transfer classify IMAGE...`` (also ``python -m tflite_transfer ...``).
+See ``--help`` of each subcommand."""
 import argparse
+import os
 import sys
+
+_IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 def _size(s):
@@ -45,12 +49,69 @@ def build_parser():
     t.add_argument("--no-augment", dest="augment", action="store_false")
     t.set_defaults(augment=False)
     t.add_argument("--output", default="train_output")
+    c = sub.add_parser("classify", help="ImageNet top-k classes of photos (MobileNetV2 with its classifier)")
+    c.add_argument("images", nargs="+", help="image files, or folders whose images are all classified")
+    c.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
+    c.add_argument("--top", type=int, default=5, help="classes to print per image (default 5)")
     return ap
+
+
+def _image_files(paths):
+    """Files of `paths` (folders expanded to their images, sorted); raises FileNotFoundError."""
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(_IMAGE_EXTENSIONS))
+        elif os.path.exists(p):
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"No such image file or folder: {p}")
+    return files
+
+
+def classify(paths, weights="imagenet", top=5, print_fn=print):
+    """Prints the top-`top` ImageNet classes of each image; returns the number of images
+    that could not be read (int). Images are resized to 224x224 (bilinear) as uint8 and
+    preprocessed by the model (``x / 127.5 - 1``); class 0 of the 1001 outputs is
+    "background" (see ``applications.mobilenet_v2``)."""
+    import numpy as np
+
+    from . import applications, data
+    from .applications.mobilenet_v2 import decode_predictions
+
+    files = _image_files(paths)
+    if not files:
+        raise ValueError(f"No images (.bmp .gif .jpeg .jpg .png) in {list(paths)}")
+    model = applications.MobileNetV2(include_top=True, weights=weights)
+    batch, names, failed = [], [], 0
+    for f in files:
+        try:
+            batch.append(data.load_img(f, target_size=(224, 224)))
+            names.append(f)
+        except (ValueError, OSError) as e:
+            print_fn(f"{f}: cannot read: {e}")
+            failed += 1
+    if batch:
+        probs = model.predict(np.stack(batch), batch_size=32)
+        for name, preds in zip(names, decode_predictions(probs, top=top)):
+            print_fn(name)
+            for class_id, label, score in preds:
+                print_fn(f"  {score:7.4f}  {class_id:>4}  {label}")
+    return failed
 
 
 def main(argv=None):
     """Entry point of the ``tflite-transfer`` console script; returns the exit status (int)."""
     args = build_parser().parse_args(argv)
+    if args.command == "classify":
+        if args.top < 1:
+            print("tflite-transfer: --top must be >= 1.", file=sys.stderr)
+            return 2
+        try:
+            return 1 if classify(args.images, weights=args.weights, top=args.top) else 0
+        except (ValueError, OSError) as e:
+            print(f"tflite-transfer: {e}", file=sys.stderr)
+            return 1
     from . import flowers
 
     if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0):
