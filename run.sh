@@ -3,7 +3,7 @@
 #
 #   ./run.sh flowers [options]   the flowers job (python -m tflite_transfer flowers ...)
 #   ./run.sh test [pytest args]  the test suite
-#   ./run.sh asan                the model-reader and image-decoder tests under ASan+UBSan
+#   ./run.sh asan                the model-reader and image-pipeline tests under ASan+UBSan
 #   ./run.sh bench               the benchmarks in benchmarks/
 #   ./run.sh classify [images]   top-5 ImageNet classes of photos (default: ../shared/images)
 #
@@ -87,11 +87,14 @@ asan)
     TT_SANITIZE=1 python setup.py -q build_ext --build-temp "$build/tmp" --build-lib "$build" --force >/dev/null
     export ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     export TT_SANITIZED_BUILD="$build"
-    # Run from the sanitized copy so that it, not the source tree, is imported.
+    # Run from the sanitized copy so that it, not the source tree, is imported (checked).
     cd "$build"
-    LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
-        python -m pytest -p no:cacheprovider --rootdir "$ROOT" \
-        "$ROOT/tests/test_reader.py" "$ROOT/tests/test_decode.py" "$@" ;;
+    export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+    python -c "import sys, tflite_transfer._core as c; f = c.__file__; print('asan: testing', f); \
+sys.exit(0 if f.startswith('$build') else 'asan: imported the wrong extension: ' + f)"
+    python -m pytest -p no:cacheprovider --rootdir "$ROOT" \
+        "$ROOT/tests/test_reader.py" "$ROOT/tests/test_decode.py" "$ROOT/tests/test_dataset.py" \
+        "$ROOT/tests/test_resize.py" "$ROOT/tests/test_augment.py" "$@" ;;
 bench)
     ensure_venv; shared_defaults
     cd "$ROOT"
