@@ -7,9 +7,10 @@ variants at epoch end. Epochs are 0-based in hooks (Keras).
 import csv
 import math
 import os
-import tempfile
 
 import numpy as np
+
+from .utils import atomic_write
 
 
 class Callback:
@@ -179,18 +180,8 @@ class ModelCheckpoint(Callback):
 
 def save_weights_npz(model, path):
     """Writes model.get_weights() to `path` (.npz, arrays w0, w1, ...) atomically."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, suffix=".npz") as f:
+        np.savez(f, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
 
 
 class ReduceLROnPlateau(_Monitor):

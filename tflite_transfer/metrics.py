@@ -8,6 +8,8 @@ class_weight (Keras' ``metrics=``, not ``weighted_metrics=``).
 """
 import numpy as np
 
+from .layers.base import _snake
+
 
 class Metric:
     """Base class: a running weighted mean of per-sample values."""
@@ -94,13 +96,6 @@ class SparseTopKCategoricalAccuracy(Metric):
         return {"name": self.name, "k": self.k}
 
 
-def _snake(name):
-    out = []
-    for i, ch in enumerate(name):
-        if ch.isupper() and i and not name[i - 1].isupper():
-            out.append("_")
-        out.append(ch.lower())
-    return "".join(out)
 
 
 _BY_NAME = {

@@ -40,7 +40,6 @@ import math
 import os
 import queue
 import sys
-import tempfile
 import threading
 import time
 import zipfile
@@ -54,6 +53,7 @@ from . import metrics as metrics_module
 from . import optimizers as optimizers_module
 from .layers.base import Layer
 from .layers.core import Dense, Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D, _new_seed, _PlanCache
+from .utils import atomic_write, sha256_of
 
 History = callbacks_module.History
 
@@ -838,7 +838,6 @@ class Sequential:
     def save(self, filepath):
         """Saves architecture, weights and compile config to a zip (format in the module
         docstring), atomically. The base is saved by reference (path + SHA-256)."""
-        from .utils import sha256_of
 
         if not self.built:
             raise ValueError("The model is not built: fit it or call build(input_shape) before save().")
@@ -863,18 +862,9 @@ class Sequential:
                   "build_input_shape": list(self._build_shape), "layers": layers_cfg, "compile": compile_cfg}
         buf = io.BytesIO()
         np.savez(buf, **arrays)
-        folder = os.path.dirname(os.path.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".ttz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-                z.writestr("config.json", json.dumps(config, indent=1, default=_json_default))
-                z.writestr("weights.npz", buf.getvalue())
-            os.replace(tmp, filepath)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(filepath, suffix=".ttz") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("config.json", json.dumps(config, indent=1, default=_json_default))
+            z.writestr("weights.npz", buf.getvalue())
 
 
 def _json_default(o):
@@ -895,7 +885,6 @@ def load_model(filepath, compile=True):
       ValueError: not a tflite_transfer model file, or a referenced base weights
         file is missing or its SHA-256 differs (the message names the path).
     """
-    from .utils import sha256_of
 
     filepath = os.fspath(filepath)
     try:

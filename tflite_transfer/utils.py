@@ -11,10 +11,33 @@ Offline machines: ``$TFLITE_TRANSFER_MIRROR`` may list folders (separated by
 of the release files. A file found there (with the right SHA-256) is used in place,
 before the cache is consulted; nothing is copied.
 """
+import contextlib
 import hashlib
 import os
 import tempfile
 import urllib.request
+
+
+@contextlib.contextmanager
+def atomic_write(path, suffix=".tmp"):
+    """Context manager: yields a binary file in `path`'s folder, then renames it to `path`.
+
+    Readers never see a half-written file: the data goes to a temporary file in the same
+    folder (created if missing), which replaces `path` only when the block ends without an
+    exception; on any exception the temporary file is removed and `path` is untouched.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def cache_dir():
