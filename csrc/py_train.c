@@ -67,7 +67,18 @@ typedef struct {
     PyObject_HEAD
     tt_dense *d;                  /* owned */
     long long batch, in, out;     /* x (batch, in), kernel (in, out), y (batch, out) */
+    PyThread_type_lock lock;      /* owned; a plan's primitives share one scratchpad, so
+                                     forward/backward of one plan run one at a time */
 } DensePlanObject;
+
+/* Takes the plan's lock, waiting with the GIL released if another thread holds it. */
+static void lock_plan(DensePlanObject *self) {
+    if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
+        Py_BEGIN_ALLOW_THREADS
+        PyThread_acquire_lock(self->lock, WAIT_LOCK);
+        Py_END_ALLOW_THREADS
+    }
+}
 
 static PyObject *dense_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"batch", "in_features", "out_features", NULL};
@@ -76,11 +87,14 @@ static PyObject *dense_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     tt_dense *d = NULL;
     tt_status st = tt_dense_create(&d, batch, in, out);
     if (st != TT_OK) return tt_py_raise(PyType_GetModuleByDef(type, &tt_module_def), st);
-    DensePlanObject *self = (DensePlanObject *)type->tp_alloc(type, 0);
+    PyThread_type_lock lock = PyThread_allocate_lock();
+    DensePlanObject *self = lock ? (DensePlanObject *)type->tp_alloc(type, 0) : NULL;
     if (self == NULL) {
+        if (lock) PyThread_free_lock(lock);
         tt_dense_destroy(d);
-        return NULL;
+        return PyErr_Occurred() ? NULL : PyErr_NoMemory();
     }
+    self->lock = lock;
     self->d = d;
     self->batch = batch;
     self->in = in;
@@ -91,6 +105,7 @@ static PyObject *dense_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
 static void dense_dealloc(PyObject *o) {
     PyTypeObject *tp = Py_TYPE(o);
     tt_dense_destroy(((DensePlanObject *)o)->d);
+    if (((DensePlanObject *)o)->lock) PyThread_free_lock(((DensePlanObject *)o)->lock);
     tp->tp_free(o);
     Py_DECREF(tp);
 }
@@ -105,9 +120,11 @@ static PyObject *dense_forward(PyObject *o, PyObject *args) {
     float *y = b ? f32(oy, "y", (npy_intp)(self->batch * self->out), 1) : NULL;
     if (!y) return NULL;
     tt_status st;
+    lock_plan(self);
     Py_BEGIN_ALLOW_THREADS
     st = tt_dense_forward(self->d, x, w, b, y);
     Py_END_ALLOW_THREADS
+    PyThread_release_lock(self->lock);
     if (st != TT_OK) return tt_py_raise(PyType_GetModuleByDef(Py_TYPE(o), &tt_module_def), st);
     Py_RETURN_NONE;
 }
@@ -126,9 +143,11 @@ static PyObject *dense_backward(PyObject *o, PyObject *args) {
     float *dx = NULL;
     if (odx != Py_None && !(dx = f32(odx, "dx", nx, 1))) return NULL;
     tt_status st;
+    lock_plan(self);
     Py_BEGIN_ALLOW_THREADS
     st = tt_dense_backward(self->d, dy, x, w, dx, dw, db);
     Py_END_ALLOW_THREADS
+    PyThread_release_lock(self->lock);
     if (st != TT_OK) return tt_py_raise(PyType_GetModuleByDef(Py_TYPE(o), &tt_module_def), st);
     Py_RETURN_NONE;
 }

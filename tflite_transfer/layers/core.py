@@ -6,6 +6,7 @@ Arrays are NumPy, batch-first, float32 out. Dense runs its inner product in C
 head (Dense / Dropout) is trained by the C trainer (see ``models.py``).
 """
 import math
+import threading
 
 import numpy as np
 
@@ -69,15 +70,19 @@ class _PlanCache:
     def __init__(self, limit=4):
         self.limit = limit
         self.plans = {}
+        # Layers are shared between threads (predict from several threads); each
+        # DensePlan serializes its own runs in C, this lock guards the dict.
+        self._lock = threading.Lock()
 
     def get(self, batch, n_in, n_out):
         key = (batch, n_in, n_out)
-        p = self.plans.get(key)
-        if p is None:
-            if len(self.plans) >= self.limit:
-                self.plans.pop(next(iter(self.plans)))
-            p = self.plans[key] = _core.DensePlan(batch, n_in, n_out)
-        return p
+        with self._lock:
+            p = self.plans.get(key)
+            if p is None:
+                if len(self.plans) >= self.limit:
+                    self.plans.pop(next(iter(self.plans)))
+                p = self.plans[key] = _core.DensePlan(batch, n_in, n_out)
+            return p
 
 
 def _apply_activation(name, z):
