@@ -54,6 +54,23 @@ static PyObject *raise_model_error(PyObject *module, PyObject *name, tt_status s
     return tt_py_raise(module, status);
 }
 
+/* Like raise_model_error, but every status gets the model name in front: shape
+ * errors found while building an engine come either from the caller's input size
+ * or from a corrupt file, and the name tells the user which model it was. */
+static PyObject *raise_named(PyObject *module, PyObject *name, tt_status status) {
+    if (status == TT_INVALID_MODEL || status == TT_UNSUPPORTED) return raise_model_error(module, name, status);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", tt_last_error());
+    tt_py_raise(module, status);
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_Format(type, "%U: %s", name, msg);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return NULL;
+}
+
 static PyObject *module_of(PyObject *self) { return PyType_GetModuleByDef(Py_TYPE(self), &tt_module_def); }
 
 static void lock_model(ModelObject *self) {
@@ -361,7 +378,7 @@ static tt_engine *get_engine(ModelObject *self, int32_t n, int32_t h, int32_t w,
     Py_END_ALLOW_THREADS
     if (s != TT_OK) {
         PyObject *module = module_of((PyObject *)self);
-        if (module) tt_py_raise(module, s);
+        if (module) raise_named(module, self->name, s);
         return NULL;
     }
     tt_engine_destroy(victim->engine);
@@ -487,7 +504,7 @@ static PyObject *Model_output_shape(ModelObject *self, PyObject *args, PyObject 
     tt_status s = tt_model_output_shape(self->model, batch, height, width, out_t, &rank, shape);
     if (s != TT_OK) {
         PyObject *module = module_of((PyObject *)self);
-        return module ? tt_py_raise(module, s) : NULL;
+        return module ? raise_named(module, self->name, s) : NULL;
     }
     PyObject *t = PyTuple_New(rank);
     if (!t) return NULL;

@@ -186,12 +186,41 @@ static tt_status fb_vector_table(const fb *f, size_t start, uint32_t i, fb_table
     return fb_open_table(f, p + u, t);
 }
 
+/* 1 if s[0..n) is well-formed UTF-8 without NUL bytes (flatbuffer strings are UTF-8;
+ * names reach Python as str, so a corrupt name must fail here, as a model error). */
+static int valid_utf8(const uint8_t *s, uint32_t n) {
+    uint32_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        uint32_t len;
+        uint32_t cp;
+        if (c == 0) return 0;
+        if (c < 0x80) { i++; continue; }
+        if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+        else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+        else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+        else return 0;
+        if (len > n - i) return 0;
+        for (uint32_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        /* overlong forms, surrogates and values past U+10FFFF are not UTF-8 */
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 /* Copies string field `idx` into the arena ("" when absent). */
 static tt_status fb_string(const fb *f, const fb_table *t, int idx, tt_arena *a, const char **out) {
     size_t start;
     uint32_t n;
     tt_status s = fb_vector(f, t, idx, 1, &start, &n);
     if (s != TT_OK) return s;
+    if (!valid_utf8(f->buf + start, n)) return fb_bad(f, "a string is not valid UTF-8", start);
     char *str = (char *)arena_alloc(a, (size_t)n + 1);
     if (!str) return tt_error(TT_OUT_OF_MEMORY, "out of memory while reading a %u-byte string", n);
     if (n) memcpy(str, f->buf + start, n);

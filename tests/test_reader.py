@@ -266,6 +266,15 @@ def test_string_offset_past_the_end():
     _raises(bytes(data), r"tensor 1: offset points past the end")
 
 
+def test_tensor_name_that_is_not_utf8():
+    # Flatbuffer strings are UTF-8; a corrupt name must be a model error, not a
+    # UnicodeDecodeError when Python later reads `.tensors`.
+    data = bytes(_conv_model())
+    i = data.index(b"\x01\x00\x00\x00w\x00")  # length-prefixed name "w" of tensor 1
+    data = data[:i + 4] + b"\xfa" + data[i + 5:]
+    _raises(data, r"tensor 1: a string is not valid UTF-8")
+
+
 def test_weight_buffer_index_out_of_range():
     data = bytearray(_conv_model())
     t = tflite.Model.GetRootAs(bytes(data), 0).Subgraphs(0).Tensors(1)
