@@ -217,7 +217,9 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, base_file):
     m.fit(x, y, epochs=2, verbose=0)
     path = tmp_path / "sub" / "model.ttz"
     m.save(path)
-    back = load_model(path)
+    with pytest.raises(ValueError, match="not part of tflite_transfer"):
+        load_model(path)  # FrozenBase lives in this test module: it must be named
+    back = load_model(path, custom_objects={"FrozenBase": FrozenBase})
     np.testing.assert_array_equal(back.predict(x, verbose=0), m.predict(x, verbose=0))
     assert isinstance(back.optimizer, tt.optimizers.RMSprop) and back.loss.name == "sparse_categorical_crossentropy"
     assert back.layers[0].weights_path == str(base_file) and not back.layers[0].trainable
@@ -226,7 +228,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, base_file):
     back.fit(x, y, epochs=1, verbose=0)  # a loaded model trains
     np.save(base_file, np.zeros((3, 8), np.float32))  # the referenced base changes
     with pytest.raises(ValueError, match="SHA-256"):
-        load_model(path)
+        load_model(path, custom_objects={"FrozenBase": FrozenBase})
 
 
 def test_load_model_rejects_other_files(tmp_path):
@@ -275,3 +277,30 @@ def test_verbose_modes(capsys):
     assert any("feature_cache" in l for l in out)
     m.fit(x, y, epochs=1, verbose=1)
     assert "1/1" in capsys.readouterr().out
+
+
+def test_load_model_on_a_damaged_file_names_the_file(tmp_path):
+    import json
+    import zipfile
+
+    import tflite_transfer as tt
+
+    src = tmp_path / "m.ttz"
+    m = tt.Sequential([tt.layers.Dense(3, activation="softmax", seed=0)])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.fit(np.zeros((6, 4), np.float32), np.arange(6) % 3, verbose=0)
+    m.save(src)
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    config = json.loads(members["config.json"])
+    evil = json.loads(members["config.json"])
+    evil["layers"][0]["module"], evil["layers"][0]["class_name"] = "os", "system"
+    cases = {"list.ttz": b"[1, 2, 3]", "garbage.ttz": b"\x00garbage{" * 5, "evil.ttz": json.dumps(evil).encode(),
+             "no_layers.ttz": json.dumps({k: v for k, v in config.items() if k != "layers"}).encode()}
+    for name, cfg in cases.items():
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("config.json", cfg)
+            z.writestr("weights.npz", members["weights.npz"])
+        with pytest.raises(ValueError, match=str(path)):
+            tt.models.load_model(path)

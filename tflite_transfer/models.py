@@ -877,8 +877,15 @@ def _json_default(o):
     raise TypeError(f"not JSON serializable: {o!r}")
 
 
-def load_model(filepath, compile=True):
+def load_model(filepath, custom_objects=None, compile=True):
     """Loads a model written by ``Sequential.save``.
+
+    Args:
+      filepath (str | os.PathLike): the file.
+      custom_objects (dict | None): {class name: Layer subclass} for layers defined
+        outside tflite_transfer, as in Keras. Only this package's layers and these
+        classes are loaded: a model file cannot import or call other code.
+      compile (bool): compile with the saved optimizer, loss and metrics.
 
     Raises:
       OSError: the file cannot be read.
@@ -888,14 +895,29 @@ def load_model(filepath, compile=True):
 
     filepath = os.fspath(filepath)
     try:
+        return _load_model(filepath, custom_objects or {}, compile)
+    except (KeyError, TypeError, AttributeError, IndexError, UnicodeDecodeError, OverflowError,
+            zipfile.BadZipFile) as e:
+        # A damaged or hand-edited file: say which file, not only what Python tripped on.
+        raise ValueError(f"{filepath} is not a valid tflite_transfer model file: "
+                         f"{type(e).__name__}: {e}") from e
+    except ValueError as e:
+        if filepath in str(e):
+            raise
+        raise ValueError(f"{filepath}: {e}") from e
+
+
+def _load_model(filepath, custom_objects, compile):
+    try:
         with zipfile.ZipFile(filepath) as z:
             config = json.loads(z.read("config.json"))
             weights = np.load(io.BytesIO(z.read("weights.npz")))
             weights = {k: weights[k] for k in weights.files}
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
         raise ValueError(f"{filepath} is not a tflite_transfer model file ({e}).") from e
-    if config.get("format") != _FORMAT:
-        raise ValueError(f"{filepath} is not a tflite_transfer model file (format={config.get('format')!r}).")
+    if not isinstance(config, dict) or config.get("format") != _FORMAT:
+        raise ValueError(f"{filepath} is not a tflite_transfer model file "
+                         f"(format={config.get('format') if isinstance(config, dict) else None!r}).")
     layers = []
     for i, entry in enumerate(config["layers"]):
         cfg = dict(entry["config"])
@@ -908,9 +930,9 @@ def load_model(filepath, compile=True):
             if sha256_of(path) != ref["sha256"]:
                 raise ValueError(f"{filepath}: weights file {path} has changed (SHA-256 differs from "
                                  f"{ref['sha256']}).")
-            layer = _build_base(entry, cfg, path)
+            layer = _build_base(entry, cfg, path, custom_objects)
         else:
-            cls = getattr(importlib.import_module(entry["module"]), entry["class_name"])
+            cls = _layer_class(entry["module"], entry["class_name"], custom_objects)
             layer = cls.from_config(cfg) if hasattr(cls, "from_config") else cls(**_accepted(cls, cfg))
         layer.trainable = bool(entry.get("trainable", True))
         layers.append(layer)
@@ -929,6 +951,21 @@ def load_model(filepath, compile=True):
     return model
 
 
+def _layer_class(module, class_name, custom_objects):
+    """The Layer subclass a saved config names; only this package's layers and the
+    caller's `custom_objects` are loaded (a model file must not be able to import or
+    call arbitrary code)."""
+    custom = custom_objects.get(class_name)
+    if isinstance(custom, type) and issubclass(custom, Layer):
+        return custom
+    if not (isinstance(module, str) and (module == "tflite_transfer" or module.startswith("tflite_transfer."))):
+        raise ValueError(f"layer module {module!r} is not part of tflite_transfer")
+    cls = getattr(importlib.import_module(module), str(class_name), None)
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ValueError(f"{module}.{class_name} is not a tflite_transfer layer")
+    return cls
+
+
 def _accepted(fn, cfg):
     try:
         params = inspect.signature(fn).parameters
@@ -939,15 +976,14 @@ def _accepted(fn, cfg):
     return {k: v for k, v in cfg.items() if k in params}
 
 
-def _build_base(entry, cfg, path):
+def _build_base(entry, cfg, path, custom_objects):
     """Rebuilds a pretrained base from its config, pointing `weights` at `path`."""
-    mod = importlib.import_module(entry["module"])
     factory = None
     if entry["module"].startswith("tflite_transfer.applications"):
         from . import applications
         factory = getattr(applications, "MobileNetV2", None)
     if factory is None:
-        factory = getattr(mod, entry["class_name"])
+        factory = _layer_class(entry["module"], entry["class_name"], custom_objects)
     cfg = dict(cfg)
     cfg["weights"] = path
     if "input_shape" in cfg and cfg["input_shape"] is not None:
