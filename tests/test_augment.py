@@ -365,3 +365,16 @@ def test_absurd_transforms_give_fill_value_not_a_crash(batch):
         for mode in ("reflect", "wrap", "constant", "nearest"):
             y = _core.affine(None, batch.astype(np.float32), tr, 11, 14, 0, FILL[mode], 5.0)
             assert np.all(y == 5.0), (t, mode)
+
+
+from tflite_transfer import layers  # noqa: E402
+
+
+@pytest.mark.parametrize("make", [
+    lambda f: layers.RandomBrightness(f), lambda f: layers.RandomRotation(f), lambda f: layers.RandomContrast(f),
+    lambda f: layers.RandomZoom(f), lambda f: layers.RandomTranslation(f, 0.1), lambda f: layers.RandomTranslation(0.1, (0, f)),
+])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_factors_are_rejected_at_construction(make, bad):
+    with pytest.raises(ValueError, match="factor"):
+        make(bad)

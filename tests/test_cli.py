@@ -37,3 +37,9 @@ def test_classify_command_exit_codes(tmp_path, capsys):
     assert cli.main(["classify", str(tmp_path)]) == 1  # empty folder
     assert "No images" in capsys.readouterr().err
     assert cli.main(["classify", "--top", "0", str(conftest.IMAGES)]) == 2
+
+
+def test_train_on_a_missing_folder_is_one_line_not_a_traceback(tmp_path, capsys):
+    assert cli.main(["train", str(tmp_path / "nope"), "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err and err.count("\n") == 1

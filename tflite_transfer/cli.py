@@ -124,9 +124,14 @@ def main(argv=None):
     else:
         augment = (args.augment,)
         directory = args.directory
-    flowers.run(directory=directory, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
-                validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
-                output=args.output, verbose=args.verbose)
+    try:
+        flowers.run(directory=directory, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
+                    validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
+                    output=args.output, verbose=args.verbose)
+    except (ValueError, OSError) as e:
+        # Bad folders, files and options: the message names them; a traceback would only hide it.
+        print(f"tflite-transfer: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

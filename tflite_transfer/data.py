@@ -637,8 +637,8 @@ class ImageDataset:
         if self.labels is not None:
             self.labels = self.labels[np.asarray(keep, dtype=np.int64)] if keep else self.labels[:0]
         warnings.warn(
-            f"Skipped {len(skipped)} undecodable image file(s) (on_error='skip'): "
-            + "; ".join(msgs),
+            f"Skipped {len(skipped)} undecodable image file(s) (on_error='skip'):\n  "
+            + "\n  ".join(msgs),
             stacklevel=3,
         )
         if not self.file_paths:

@@ -41,7 +41,8 @@ _INTERP = {"bilinear": 0, "nearest": 1}
 
 
 def _is_number(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+    """A finite real number (NaN or inf factors would only fail later, inside the draw)."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _pair(factor, name):
