@@ -134,3 +134,20 @@ def test_bad_compile_and_layer_arguments():
         L.Dropout(1.0)
     with pytest.raises(ValueError, match="kernel_regularizer"):
         L.Dense(2, kernel_regularizer="l3")
+
+
+def test_arrays_of_another_feature_shape_name_the_argument_and_both_shapes():
+    import numpy as np
+    import pytest
+
+    import tflite_transfer as tt
+
+    x = np.zeros((40, 8), np.float32)
+    y = np.arange(40) % 3
+    m = tt.Sequential([tt.layers.Dense(3, activation="softmax", seed=0)])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"`validation_data\[0\]` must have shape .*\(None, 8\).*shape=\(40, 4\)"):
+        m.fit(x, y, validation_data=(x[:, :4], y), verbose=0)
+    m.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"`x` must have shape .*Received: x.shape=\(40, 5\)"):
+        m.predict(x[:, :5], verbose=0)

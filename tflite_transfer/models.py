@@ -475,8 +475,16 @@ class Sequential:
         self.metrics = [metrics_module.get(m, self.loss) for m in metrics]
 
     # -- data plumbing -----------------------------------------------------------
+    def _check_input_shape(self, x, name):
+        """ValueError naming `name` when array `x` does not fit the built input shape."""
+        if self.built and tuple(x.shape[1:]) != tuple(self._build_shape[1:]):
+            raise ValueError(f"`{name}` must have shape (N,) + {tuple(self._build_shape[1:])} to match the "
+                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}")
+
     def _ensure_built(self, x_or_ds):
         if self.built:
+            if not _is_dataset(x_or_ds):
+                self._check_input_shape(np.asarray(x_or_ds), "x")
             return
         if _is_dataset(x_or_ds):
             for images, _ in x_or_ds:
@@ -593,6 +601,7 @@ class Sequential:
                 val = (validation_data, None)
             elif isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
                 xv = _check_x(validation_data[0], "validation_data[0]")
+                self._check_input_shape(xv, "validation_data[0]")
                 yv = labels.check(validation_data[1], "validation_data[1]", n=len(xv))
                 val = (xv, yv)
             else:
