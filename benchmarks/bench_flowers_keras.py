@@ -20,7 +20,7 @@ Each (framework, run) is its own subprocess, so its peak RSS (resource.getrusage
 own; runs are interleaved (ours, Keras, ours, Keras) so that a change in the machine's load hits
 both sides alike. Threads: ours ``tflite_transfer.set_num_threads(2)`` (oneDNN/OpenMP); TensorFlow
 ``tf.config.threading.set_intra_op_parallelism_threads(2)`` and ``..._inter_op_...(2)`` (tf.data's
-own pool is left at its default, which on 2 cores is also 2).
+own thread pool is left at its default; our loader's decode pool likewise).
 
     python benchmarks/bench_flowers_keras.py [--epochs 3] [--data-dir DIR] [--threads 2]
         [--runs no_augmentation augmented]
