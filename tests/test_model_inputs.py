@@ -157,3 +157,12 @@ def test_one_model_shared_by_threads(model, images, expected):
         t.join()
     for g in got:
         np.testing.assert_array_equal(g, expected)
+
+
+def test_weights_that_is_a_folder_says_so(tmp_path):
+    import pytest
+
+    from tflite_transfer import applications
+
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        applications.MobileNetV2(weights=str(tmp_path))

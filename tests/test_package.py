@@ -21,3 +21,11 @@ def test_thread_count_is_settable_and_validated():
 def test_project_exceptions_are_value_errors():
     assert issubclass(tt.ModelFormatError, ValueError)
     assert issubclass(tt.ImageDecodeError, ValueError)
+
+
+def test_thread_count_must_be_an_int():
+    import pytest
+
+    for bad in ("2", 1.5, True, None):
+        with pytest.raises(ValueError, match="`n` must be an int"):
+            tt.set_num_threads(bad)

@@ -15,9 +15,13 @@ __version__ = "0.1.0"
 def set_num_threads(n):
     """Sets the number of threads oneDNN and the C core use (int >= 1).
 
-    Raises ValueError for n < 1. Default: OpenMP's default (all cores, or
-    ``OMP_NUM_THREADS``).
+    Raises ValueError for n < 1 or a non-integer. Default: OpenMP's default (all
+    cores, or ``OMP_NUM_THREADS``).
     """
+    import numbers
+
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool):
+        raise ValueError(f"`n` must be an int >= 1. Received: n={n!r}")
     _core.set_num_threads(int(n))
 
 

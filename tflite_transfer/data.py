@@ -92,11 +92,13 @@ def _interp_code(interpolation):
 def _check_size(size, name):
     try:
         h, w = size
-        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (h, w))
+        # The C core takes int32 sizes: larger ones cannot be allocated anyway.
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 < v < 2**31 for v in (h, w))
     except (TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"`{name}` must be a tuple of 2 positive ints (height, width). Received: {name}={size!r}")
+        raise ValueError(f"`{name}` must be a tuple of 2 positive ints (height, width) below 2**31. "
+                         f"Received: {name}={size!r}")
     return int(h), int(w)
 
 

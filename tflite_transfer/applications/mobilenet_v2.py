@@ -557,6 +557,8 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         path = weights_path(weights)
     elif isinstance(weights, (str, os.PathLike)):
         path = os.fspath(weights)
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"`weights` must be a .tflite file, but {path!r} is a folder.")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"`weights` file not found: {path!r}. Pass 'imagenet', 'imagenet_ptq', "
                                     "'imagenet_quant' or the path of an existing .tflite file.")
