@@ -194,12 +194,32 @@ static int32_t take_slot(tt_engine *e, size_t bytes, int32_t now, int32_t busy_u
     return best;
 }
 
-int32_t tt_new_value(tt_engine *e, int32_t t, const_dnnl_memory_desc_t md, int32_t last_use) {
+/* Appends value {shape, md, mem, slot} for tensor t (-1: an engine-internal value);
+ * the caller has made room with GROW. Returns its index. */
+static int32_t push_value(tt_engine *e, int32_t t, const tt_shape *shape, dnnl_memory_desc_t md,
+                          dnnl_memory_t mem, int32_t slot) {
+    int32_t v = e->n_values++;
+    tt_value *val = &e->values[v];
+    memset(val, 0, sizeof *val);
+    if (shape) val->shape = *shape;
+    val->md = md;
+    val->mem = mem;
+    val->slot = slot;
+    if (t >= 0) e->tensor_value[t] = v;
+    return v;
+}
+
+/* Room for one more value and an engine-owned copy of `md` (NULL on failure, error set). */
+static dnnl_memory_desc_t reserve_value(tt_engine *e, const_dnnl_memory_desc_t md) {
     if (GROW(e, values, n_values, cap_values)) {
         oom();
-        return -1;
+        return NULL;
     }
-    dnnl_memory_desc_t own = tt_md_clone(e, md);
+    return tt_md_clone(e, md);
+}
+
+int32_t tt_new_value(tt_engine *e, int32_t t, const_dnnl_memory_desc_t md, int32_t last_use) {
+    dnnl_memory_desc_t own = reserve_value(e, md);
     if (!own) return -1;
     /* Slots whose values died before the op being built are free; the op's own
      * inputs are still busy (their last use is >= e->now). */
@@ -209,25 +229,11 @@ int32_t tt_new_value(tt_engine *e, int32_t t, const_dnnl_memory_desc_t md, int32
         if (slot < 0 || mem) oom();
         return -1;
     }
-    int32_t v = e->n_values++;
-    tt_value *val = &e->values[v];
-    memset(val, 0, sizeof *val);
-    if (t >= 0) {
-        val->shape = e->shapes[t];
-        e->tensor_value[t] = v;
-    }
-    val->md = own;
-    val->mem = mem;
-    val->slot = slot;
-    return v;
+    return push_value(e, t, t >= 0 ? &e->shapes[t] : NULL, own, mem, slot);
 }
 
 int32_t tt_view_value(tt_engine *e, int32_t t, int32_t src, const_dnnl_memory_desc_t md) {
-    if (GROW(e, values, n_values, cap_values)) {
-        oom();
-        return -1;
-    }
-    dnnl_memory_desc_t own = tt_md_clone(e, md);
+    dnnl_memory_desc_t own = reserve_value(e, md);
     if (!own) return -1;
     int32_t slot = e->values[src].slot;
     dnnl_memory_t mem = new_memory(e, own, NULL);
@@ -237,15 +243,7 @@ int32_t tt_view_value(tt_engine *e, int32_t t, int32_t src, const_dnnl_memory_de
     }
     /* the bytes stay busy while the view is read */
     if (t >= 0 && slot >= 0 && e->slots[slot].busy_until < e->last_use[t]) e->slots[slot].busy_until = e->last_use[t];
-    int32_t v = e->n_values++;
-    tt_value *val = &e->values[v];
-    memset(val, 0, sizeof *val);
-    val->shape = t >= 0 ? e->shapes[t] : e->values[src].shape;
-    val->md = own;
-    val->mem = mem;
-    val->slot = slot;
-    if (t >= 0) e->tensor_value[t] = v;
-    return v;
+    return push_value(e, t, t >= 0 ? &e->shapes[t] : &e->values[src].shape, own, mem, slot);
 }
 
 int32_t tt_value_plain(tt_engine *e, int32_t i, int32_t v) {
