@@ -195,15 +195,21 @@ static PyType_Spec dense_spec = {"tflite_transfer._core.DensePlan", sizeof(Dense
         Py_END_ALLOW_THREADS if (st_ != TT_OK) return tt_py_raise(module, st_); \
     } while (0)
 
-static PyObject *py_relu_forward(PyObject *m, PyObject *args) {
+/* y = fn(x) elementwise over same-size float32 arrays (relu_forward, sigmoid_forward). */
+static PyObject *elementwise(PyObject *m, PyObject *args, const char *fmt,
+                             tt_status (*fn)(int64_t, const float *, float *)) {
     PyObject *ox, *oy;
-    if (!PyArg_ParseTuple(args, "OO:relu_forward", &ox, &oy)) return NULL;
+    if (!PyArg_ParseTuple(args, fmt, &ox, &oy)) return NULL;
     npy_intp n = nelem(ox);
     const float *x = f32(ox, "x", -1, 0);
     float *y = x ? f32(oy, "y", n, 1) : NULL;
     if (!y) return NULL;
-    RUN(m, tt_relu_forward(n, x, y));
+    RUN(m, fn(n, x, y));
     Py_RETURN_NONE;
+}
+
+static PyObject *py_relu_forward(PyObject *m, PyObject *args) {
+    return elementwise(m, args, "OO:relu_forward", tt_relu_forward);
 }
 
 static PyObject *py_relu_backward(PyObject *m, PyObject *args) {
@@ -230,14 +236,7 @@ static PyObject *py_softmax_forward(PyObject *m, PyObject *args) {
 }
 
 static PyObject *py_sigmoid_forward(PyObject *m, PyObject *args) {
-    PyObject *ox, *oy;
-    if (!PyArg_ParseTuple(args, "OO:sigmoid_forward", &ox, &oy)) return NULL;
-    npy_intp n = nelem(ox);
-    const float *x = f32(ox, "x", -1, 0);
-    float *y = x ? f32(oy, "y", n, 1) : NULL;
-    if (!y) return NULL;
-    RUN(m, tt_sigmoid_forward(n, x, y));
-    Py_RETURN_NONE;
+    return elementwise(m, args, "OO:sigmoid_forward", tt_sigmoid_forward);
 }
 
 typedef tt_status (*loss_fwd_fn)(int64_t, int64_t, const float *, const float *, const float *, float, float *,
