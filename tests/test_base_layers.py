@@ -239,3 +239,67 @@ def test_trainable_counts_relate_to_keras_counts(fine_tune_at, keras_model):
     assert sum(w.size for w in base.trainable_weights) == base._trainable_param_count()
     total = sum(int(np.prod(w.shape)) for w in keras_model.weights)
     assert (total, ) == (mvl.KERAS_PARAMS_NO_TOP[0], )
+
+
+# ----------------------------------------------------------------------- summary and compile
+def _model(base):
+    from tflite_transfer import Sequential, layers
+    return Sequential([base, layers.GlobalAveragePooling2D(), layers.Dense(5, activation="softmax")])
+
+
+def test_summary_counts_trainable_base_layers_keras_style():
+    base = applications.MobileNetV2(include_top=False)
+    model = _model(base)
+    model.build((None, 224, 224, 3))
+    head = 1280 * 5 + 5
+    for fine_tune_at, want_trainable in ((None, head), (0, FOLDED_PARAMS + head), (100, 1850528 + head)):
+        if fine_tune_at is None:
+            base.trainable = False
+        else:
+            base.fine_tune_from(fine_tune_at)
+        lines = []
+        model.summary(print_fn=lines.append)
+        text = "\n".join(lines)
+        assert f"Total params: {FOLDED_PARAMS + head:,}" in text
+        assert f" Trainable params: {want_trainable:,}" in text
+        assert f"Non-trainable params: {FOLDED_PARAMS + head - want_trainable:,}" in text
+
+
+def test_summary_trainable_count_equals_keras_minus_gammas():
+    keras = _keras()
+    theirs_base = keras.applications.MobileNetV2(weights=None, include_top=False, input_shape=(224, 224, 3))
+    theirs_base.trainable = True
+    for l in theirs_base.layers[:100]:
+        l.trainable = False
+    theirs = keras.Sequential([keras.Input((224, 224, 3)), theirs_base, keras.layers.GlobalAveragePooling2D(),
+                               keras.layers.Dense(5, activation="softmax")])
+    keras_trainable = sum(int(np.prod(w.shape)) for w in theirs.trainable_weights)
+    base = applications.MobileNetV2(include_top=False).fine_tune_from(100)
+    model = _model(base)
+    model.build((None, 224, 224, 3))
+    lines = []
+    model.summary(print_fn=lines.append)
+    gammas = sum(l.count_params() for l in base.layers[100:] if type(l).__name__ == "BatchNormalization")
+    assert f" Trainable params: {keras_trainable - gammas:,}" in "\n".join(lines)
+
+
+def test_changing_trainable_after_compile_warns_like_keras():
+    import warnings
+    base = applications.MobileNetV2(include_top=False, trainable=False)
+    model = _model(base)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = np.zeros((2, 224, 224, 3), np.uint8), np.array([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.evaluate(x, y, verbose=0)  # unchanged: no warning
+    base.get_layer("block_16_project").trainable = True
+    with pytest.warns(UserWarning, match=r"recompile.*compile\(.*block_16_project"):
+        model.evaluate(x, y, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.evaluate(x, y, verbose=0)  # warned once per change, as Keras
+        base.get_layer("block_16_project").trainable = False
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        base.trainable = False
+        model.evaluate(x, y, verbose=0)  # recompiled, and setting the same value is no change
+
