@@ -303,3 +303,19 @@ def test_changing_trainable_after_compile_warns_like_keras():
         base.trainable = False
         model.evaluate(x, y, verbose=0)  # recompiled, and setting the same value is no change
 
+
+
+def test_keras_layer_classes_follow_the_names(base):
+    assert mvl.keras_layer_classes() == [type(l).__name__ for l in base.layers]
+    assert mvl.keras_layer_names() == [l.name for l in base.layers]
+
+
+def test_save_and_load_keep_the_layers_trainable_flags(tmp_path):
+    from tflite_transfer.models import load_model
+    base = applications.MobileNetV2(include_top=False).fine_tune_from(100)
+    model = _model(base)
+    model.build((None, 224, 224, 3))
+    model.save(tmp_path / "m.ttz")
+    back = load_model(tmp_path / "m.ttz").layers[0]
+    assert back.trainable and [l.trainable for l in back.layers] == [l.trainable for l in base.layers]
+    assert back.trainable_op_masks() == base.trainable_op_masks()

@@ -53,7 +53,7 @@ from ..layers.base import Layer
 
 __all__ = ["MobileNetV2Layer", "InputLayer", "Conv2D", "DepthwiseConv2D", "BatchNormalization", "ReLU",
            "ZeroPadding2D", "Add", "GlobalAveragePooling2D", "GlobalMaxPooling2D", "Dense", "build_layers",
-           "keras_layer_names", "KERAS_BLOCKS", "NUM_LAYERS_NO_TOP", "KERAS_PARAMS_NO_TOP"]
+           "keras_layer_names", "keras_layer_classes", "KERAS_BLOCKS", "NUM_LAYERS_NO_TOP", "KERAS_PARAMS_NO_TOP"]
 
 #: (filters, stride, expansion) of Keras' 17 inverted residual blocks (block_id 0..16),
 #: as ``keras.applications.MobileNetV2`` builds them.
@@ -197,6 +197,13 @@ def keras_layer_names(include_top=False, pooling=None):
     """Keras' MobileNetV2 layer names in Keras' order (list of str), built from KERAS_BLOCKS
     as keras.applications.MobileNetV2 builds them (154 names without the top)."""
     return [spec[0] for spec in _layer_specs(include_top, pooling)]
+
+
+def keras_layer_classes(include_top=False, pooling=None):
+    """Keras' class name of each layer of keras_layer_names(), same order ("Conv2D",
+    "BatchNormalization", ...); e.g. to map ``fine_tune_at`` onto another framework's
+    conv / batch-norm modules, which come in the same order."""
+    return [spec[1].__name__ for spec in _layer_specs(include_top, pooling)]
 
 
 def _conv_unit(conv, bn, relu, pad=None, depthwise=False, stride=1, kernel=1, act="RELU6"):
