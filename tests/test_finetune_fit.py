@@ -159,3 +159,17 @@ def test_base_with_every_layer_frozen_trains_the_head_only():
     m.compile("adam", "sparse_categorical_crossentropy")
     h = m.fit(x, y, verbose=0)
     assert "fine_tune" not in h.params and m.last_fit_path == "feature_cache"
+
+
+def test_second_fit_reuses_the_engines_and_continues_from_the_trained_weights():
+    x, y = _data(8)
+    m, base = _model(140)
+    m.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    tuner = base._tuner
+    t = next(iter(base._fine_tuned))
+    after_one = base.model.get_tensor(t).copy()
+    np.testing.assert_array_equal(tuner.values[t], after_one.ravel())
+    m.fit(x, y, batch_size=4, epochs=2, initial_epoch=1, verbose=0)
+    assert base._tuner is tuner
+    assert not np.array_equal(base.model.get_tensor(t), after_one)
+    np.testing.assert_array_equal(tuner.values[t], base.model.get_tensor(t).ravel())

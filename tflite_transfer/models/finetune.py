@@ -102,6 +102,19 @@ class BaseTuner:
         self.first_layer = next((l.name for l in base.layers if l.trainable), None)
         self.op_name = ops[self.train_from]["type"]
 
+    @classmethod
+    def for_base(cls, base):
+        """The base's tuner from an earlier fit when what trains is unchanged (its engines are
+        reused; their parameters are reloaded from the model), else a new one."""
+        old = getattr(base, "_tuner", None)
+        if old is not None and old.train_from == base.first_trainable_op() and \
+                old.masks == base.trainable_op_masks():
+            for t, v in old.values.items():
+                v[...] = base.model.get_tensor(t).ravel()
+            return old
+        base._tuner = cls(base)
+        return base._tuner
+
     def engine(self, n):
         """The TrainEngine for batches of n (built and bound on first use)."""
         e = self._engines.get(n)

@@ -198,7 +198,7 @@ class Trainer:
         tune = find_tuned_base(prefix)
         tuner = cut = None
         if tune is not None:
-            tuner = BaseTuner(tune[1])
+            tuner = BaseTuner.for_base(tune[1])
             pre_tune = self._stages(prefix[:tune[0]])
             cached = not any(r for _, r, _ in pre_tune)
         else:
