@@ -100,9 +100,50 @@ WEIGHTS_ALIASES = {
 _POOLED_CHANNELS = 1280  # MobileNetV2 1.0: width of the last 1x1 conv, before the classifier
 
 
+#: ``weights=`` key of the float ImageNet weights (``float_weights.py``): per-tensor .npy files
+#: downloaded and assembled once into a float32 .tflite without classifier.
+FLOAT_WEIGHTS_KEY = "imagenet_float"
+_FLOAT_MODEL_FILE = "mobilenet_v2_1.0_224_float_notop.tflite"
+
+
+def float_weights_path():
+    """Local path (str) of the float ImageNet MobileNetV2 1.0/224 as a .tflite without classifier.
+
+    Downloads (or finds in the cache / ``TFLITE_TRANSFER_MIRROR``) the 104
+    per-tensor .npy files of ``float_weights.FILES``, each checked by SHA-256,
+    and writes them once into ``$TFLITE_TRANSFER_HOME/models/`` as a float32
+    .tflite (``architecture.build_tflite``); later calls reuse that file.
+
+    Raises:
+      OSError: a file is missing and cannot be downloaded (names URL and folder).
+      ValueError: a file's SHA-256 or shape is wrong.
+    """
+    from . import architecture, float_weights
+    from ..utils import atomic_write, cache_dir
+
+    out = os.path.join(cache_dir(), "models", _FLOAT_MODEL_FILE)
+    if os.path.isfile(out):
+        return out
+    weights = {}
+    for layer, (kf, ksha, bf, bsha) in float_weights.FILES.items():
+        arrs = []
+        for fname, sha in ((kf, ksha), (bf, bsha)):
+            path = get_file(f"{float_weights.SUBDIR}/{fname}", float_weights.ORIGIN + fname, file_hash=sha,
+                            cache_subdir="models")
+            arrs.append(np.load(path, allow_pickle=False))
+        weights[layer] = tuple(arrs)
+    data = architecture.build_tflite(weights, alpha=1.0, input_shape=(224, 224, 3), include_top=False,
+                                     description="MobileNetV2 1.0/224 float ImageNet weights (no classifier)")
+    with atomic_write(out) as f:
+        f.write(data)
+    return out
+
+
 def _registry_key(weights):
     if weights == "imagenet":
         return DEFAULT_IMAGENET_MODEL
+    if weights == FLOAT_WEIGHTS_KEY:
+        return FLOAT_WEIGHTS_KEY
     if weights in WEIGHTS_ALIASES:
         return WEIGHTS_ALIASES[weights]
     if weights in WEIGHTS_REGISTRY:
@@ -114,7 +155,8 @@ def weights_path(weights="imagenet"):
     """Local path (str) of a registered pretrained model, downloading it if absent.
 
     Args:
-      weights (str): "imagenet", "imagenet_ptq", "imagenet_quant" or a
+      weights (str): "imagenet", "imagenet_ptq", "imagenet_quant",
+        "imagenet_float" (assembled by `float_weights_path`) or a
         WEIGHTS_REGISTRY file name.
 
     Raises:
@@ -126,7 +168,9 @@ def weights_path(weights="imagenet"):
     key = _registry_key(weights)
     if key is None:
         raise KeyError(f"Unknown pretrained weights {weights!r}; known: "
-                       f"{['imagenet'] + sorted(WEIGHTS_ALIASES) + sorted(WEIGHTS_REGISTRY)}")
+                       f"{['imagenet', FLOAT_WEIGHTS_KEY] + sorted(WEIGHTS_ALIASES) + sorted(WEIGHTS_REGISTRY)}")
+    if key == FLOAT_WEIGHTS_KEY:
+        return float_weights_path()
     e = WEIGHTS_REGISTRY[key]
     return get_file(key, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
 
@@ -140,7 +184,7 @@ def labels_path(weights="imagenet"):
     key = _registry_key(weights)
     if key is None:
         raise KeyError(f"Unknown pretrained weights {weights!r}")
-    fname = WEIGHTS_REGISTRY[key]["labels"]
+    fname = "imagenet_labels.txt" if key == FLOAT_WEIGHTS_KEY else WEIGHTS_REGISTRY[key]["labels"]
     e = LABELS_REGISTRY[fname]
     return get_file(fname, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
 
@@ -238,7 +282,9 @@ def _find_features(core):
     pooled = the output of the global MEAN / AVERAGE_POOL_2D whose result feeds
     (possibly through RESHAPE / QUANTIZE / DEQUANTIZE) the classifier, a CONV_2D
     or FULLY_CONNECTED; feature_map = that pool's input; logits = the
-    classifier's output. Raises ValueError if the graph has no such structure.
+    classifier's output (None for a graph whose last op, a graph output, is the
+    global MEAN: a base without classifier). Raises ValueError if the graph has
+    no such structure.
     """
     ops = core.ops
     consumers = {}
@@ -259,6 +305,10 @@ def _find_features(core):
                     return op["inputs"][0], op["outputs"][0], c["outputs"][0]
                 if c["type"] in _PASS_THROUGH:
                     frontier.append(c["outputs"][0])
+    last = ops[-1] if ops else None
+    if last is not None and last["type"] == "MEAN" and last["outputs"][0] in core.outputs:
+        # A base without a classifier (assembled float weights, Keras .h5 files without the top).
+        return last["inputs"][0], last["outputs"][0], None
     raise ValueError("Cannot find the pooled feature vector: no global MEAN / AVERAGE_POOL_2D op feeds a "
                      "CONV_2D or FULLY_CONNECTED classifier in this model.")
 
@@ -296,6 +346,10 @@ class MobileNetV2Model(Layer):
         self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
         self.probabilities_tensor = self.model.outputs[0]
         self.include_top = bool(include_top)
+        if self.include_top and self.logits_tensor is None:
+            raise ValueError(f"{self.weights_path} has no classifier (e.g. the float ImageNet weights, whose logits "
+                             "kernel is not published, or a Keras file saved without the top): use "
+                             "include_top=False.")
         n_out = int(self.model.tensors[self.probabilities_tensor]["shape"][-1])
         if self.include_top and classes != n_out:
             raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
@@ -502,9 +556,33 @@ class MobileNetV2Model(Layer):
                 f"include_top={self.include_top} pooling={self.pooling!r} output_shape={self.output_shape}>")
 
 
+def _is_hdf5(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _h5_model_path(path, alpha, include_top):
+    """(path of the float .tflite built from Keras .h5 `path`, classes or None), cached by content."""
+    from ..utils import atomic_write, cache_dir, sha256_of
+    from . import architecture, keras_h5
+
+    key = f"{sha256_of(path)[:16]}_{alpha:0.2f}_{'top' if include_top else 'notop'}"
+    out = os.path.join(cache_dir(), "models", "keras_h5", f"mobilenet_v2_{key}.tflite")
+    weights, classes = keras_h5.read_keras_h5(path, alpha=alpha, include_top=include_top)
+    if not os.path.isfile(out):
+        data = architecture.build_tflite(weights, alpha=alpha, include_top=include_top, classes=classes or 1000,
+                                         description=f"MobileNetV2 {alpha} from {os.path.basename(path)}")
+        with atomic_write(out) as f:
+            f.write(data)
+    return out, classes
+
+
 def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=None, classes=1001,
                 name=None, **kwargs):
-    """Builds an ImageNet-pretrained MobileNetV2 1.0 (Keras' ``applications.MobileNetV2``).
+    """Builds an ImageNet-pretrained MobileNetV2 (Keras' ``applications.MobileNetV2``).
 
     Args:
       input_shape (tuple | None): (H, W, 3); default (224, 224, 3). Other sizes
@@ -512,14 +590,22 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
       include_top (bool): True: class probabilities (N, 1001), softmax, index 0 =
         "background". False: features (see `pooling`).
       weights: "imagenet" (DEFAULT_IMAGENET_MODEL), "imagenet_ptq",
-        "imagenet_quant", or the path (str / PathLike) of a MobileNetV2 .tflite.
-        None (Keras' random init) is not supported.
+        "imagenet_quant", "imagenet_float" (TensorFlow's float weights, no
+        classifier: include_top=False only), the path (str / PathLike) of a
+        MobileNetV2 .tflite, or the path of a Keras .h5 weights file
+        (``keras.applications`` downloads or ``save_weights`` output, see
+        ``keras_h5``): batch norm folded, the network built from the
+        architecture for `alpha` and `input_shape` (include_top=True needs the
+        file's classifier; any input size >= 32). None (Keras' random init) is
+        not supported.
       pooling: with include_top=False: None -> (N, H/32, W/32, 1280) map
         (7x7 at 224), "avg" -> (N, 1280) global average, "max" -> (N, 1280)
         global max. Ignored when include_top=True (as in Keras).
       classes (int): must be the model's class count (1001) with include_top=True.
       name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
-      **kwargs: `trainable` (bool, default True).
+      **kwargs: `trainable` (bool, default True); `alpha` (float, default 1.0:
+        0.35, 0.5, 0.75, 1.0, 1.3 or 1.4, Keras' width multiplier; other
+        values than 1.0 need .h5 weights).
 
     Returns:
       MobileNetV2Model.
@@ -532,6 +618,7 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         URL and the folder to place the file in).
     """
     trainable = kwargs.pop("trainable", True)
+    alpha = kwargs.pop("alpha", 1.0)
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
     if weights is None:
@@ -549,11 +636,24 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
                          f"Received: input_shape={input_shape!r}")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if include_top and shape[:2] != (224, 224):
+    from .architecture import ALPHAS
+
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or float(alpha) not in ALPHAS:
+        raise ValueError(f"`alpha` must be one of {ALPHAS}. Received: alpha={alpha!r}")
+    alpha = float(alpha)
+    h5 = isinstance(weights, (str, os.PathLike)) and _is_hdf5(os.fspath(weights))
+    if alpha != 1.0 and not h5:
+        raise ValueError(f"alpha={alpha} needs Keras .h5 weights of that width (weights='path/to/file.h5'); the "
+                         f"pretrained .tflite weights are alpha 1.0. Received: weights={weights!r}")
+    if include_top and shape[:2] != (224, 224) and not h5:
         raise ValueError("With include_top=True the pretrained classifier needs input_shape=(224, 224, 3), "
                          f"as in Keras. Use include_top=False for other sizes. Received: input_shape={input_shape!r}")
 
-    if isinstance(weights, str) and _registry_key(weights) is not None:
+    if h5:
+        path, h5_classes = _h5_model_path(os.fspath(weights), alpha, include_top)
+        if include_top and classes == 1001:
+            classes = h5_classes  # the default: the file's classifier
+    elif isinstance(weights, str) and _registry_key(weights) is not None:
         path = weights_path(weights)
     elif isinstance(weights, (str, os.PathLike)):
         path = os.fspath(weights)
@@ -567,7 +667,7 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
                          f".tflite file. Received: weights={weights!r}")
 
     if name is None:
-        name = f"mobilenetv2_1.00_{shape[0]}"
+        name = f"mobilenetv2_{alpha:0.2f}_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
                          name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
     return m
