@@ -107,3 +107,22 @@ def test_export_rejects_bad_arguments(trained, tmp_path):
     unbuilt = tt.Sequential([layers.Dense(2)])
     with pytest.raises(ValueError, match="not built"):
         export_model(unbuilt, tmp_path / "a")
+
+
+def test_classify_command_prints_class_names_of_an_exported_file(trained, tmp_path, capsys):
+    from tflite_transfer import cli
+
+    model, x = trained
+    path = tmp_path / "flowers.tflite"
+    export_model(model, path, labels=CLASSES, verbose=False)
+    files = [str(sorted((FLOWERS / c).iterdir())[0]) for c in CLASSES]
+    assert cli.main(["classify", str(path), *files, "--top", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    imgs = np.stack([tt.data.load_img(f, target_size=(224, 224)) for f in files])
+    probs = model.predict(imgs, verbose=0)
+    for i, f in enumerate(files):
+        k = out.index(f)
+        best = int(np.argmax(probs[i]))
+        score, idx, name = out[k + 1].split()
+        assert (int(idx), name) == (best, CLASSES[best])
+        assert abs(float(score) - probs[i, best]) < 1e-4
