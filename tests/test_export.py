@@ -10,7 +10,7 @@ import pytest
 
 import tflite_transfer as tt
 from tflite_transfer import layers
-from tflite_transfer.export import export_model, read_labels
+from tflite_transfer.export import read_labels
 
 from conftest import FLOWERS
 
@@ -54,7 +54,7 @@ def test_litert_export_matches_predict(trained, tmp_path):
     model, x = trained
     expected = model.predict(x, verbose=0)
     path = tmp_path / "flowers.tflite"
-    size = export_model(model, path, format="litert", labels=CLASSES, verbose=False)
+    size = model.export(path, format="litert", labels=CLASSES, verbose=False)
     assert size == path.stat().st_size
     got = _litert_run(path, x)
     assert got.dtype == np.float32 and got.shape == expected.shape
@@ -66,7 +66,7 @@ def test_litert_float32_input_option(trained, tmp_path):
     model, x = trained
     expected = model.predict(x, verbose=0)
     path = tmp_path / "f.tflite"
-    export_model(model, path, format="tflite", input_dtype="float32", verbose=False)
+    model.export(path, format="tflite", input_dtype="float32", verbose=False)
     xf = tt.applications.mobilenet_v2.preprocess_input(x)
     np.testing.assert_allclose(_litert_run(path, xf), expected, rtol=0, atol=1e-5)
     assert read_labels(path) is None
@@ -78,7 +78,7 @@ def test_onnx_export_matches_predict(trained, tmp_path):
     model, x = trained
     expected = model.predict(x, verbose=0)
     path = tmp_path / "flowers.onnx"
-    export_model(model, path, format="onnx", labels=CLASSES, verbose=False)
+    model.export(path, format="onnx", labels=CLASSES, verbose=False)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"input": x})[0]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
@@ -90,7 +90,7 @@ def test_exported_file_runs_in_our_engine(trained, tmp_path):
     """The exported LiteRT file only uses ops the reader knows (classify runs it)."""
     model, x = trained
     path = tmp_path / "m.tflite"
-    export_model(model, path, verbose=False)
+    model.export(path, verbose=False)
     m = tt._native._core.Model(path.read_bytes(), name=str(path))
     got = m.run(np.ascontiguousarray(x.astype(np.float32) / np.float32(127.5)), m.outputs[0])
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=0, atol=1e-5)
@@ -99,14 +99,14 @@ def test_exported_file_runs_in_our_engine(trained, tmp_path):
 def test_export_rejects_bad_arguments(trained, tmp_path):
     model, _ = trained
     with pytest.raises(ValueError, match="format"):
-        export_model(model, tmp_path / "a", format="saved_model")
+        model.export(tmp_path / "a", format="saved_model")
     with pytest.raises(ValueError, match="representative_dataset"):
-        export_model(model, tmp_path / "a", quantize="int8")
+        model.export(tmp_path / "a", quantize="int8")
     with pytest.raises(ValueError, match="labels"):
-        export_model(model, tmp_path / "a", labels=["a", "b"])
+        model.export(tmp_path / "a", labels=["a", "b"])
     unbuilt = tt.Sequential([layers.Dense(2)])
     with pytest.raises(ValueError, match="not built"):
-        export_model(unbuilt, tmp_path / "a")
+        unbuilt.export(tmp_path / "a")
 
 
 def test_classify_command_prints_class_names_of_an_exported_file(trained, tmp_path, capsys):
@@ -114,7 +114,7 @@ def test_classify_command_prints_class_names_of_an_exported_file(trained, tmp_pa
 
     model, x = trained
     path = tmp_path / "flowers.tflite"
-    export_model(model, path, labels=CLASSES, verbose=False)
+    model.export(path, labels=CLASSES, verbose=False)
     files = [str(sorted((FLOWERS / c).iterdir())[0]) for c in CLASSES]
     assert cli.main(["classify", str(path), *files, "--top", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -139,9 +139,9 @@ def test_int8_export_runs_in_litert_and_agrees_with_float(trained, tmp_path):
     expected = model.predict(x, verbose=0)
     path = tmp_path / "int8.tflite"
     calib, _ = _flower_batch(n_per_class=3)
-    size = export_model(model, path, quantize="int8", representative_dataset=[calib], labels=CLASSES,
+    size = model.export(path, quantize="int8", representative_dataset=[calib], labels=CLASSES,
                         verbose=False)
-    float_size = export_model(model, tmp_path / "f.tflite", verbose=False)
+    float_size = model.export(tmp_path / "f.tflite", verbose=False)
     assert size < float_size / 3  # int8 weights: about a quarter of the float file
     got = _litert_run(path, x)
     assert got.dtype == np.float32 and got.shape == expected.shape
