@@ -4,12 +4,12 @@ The frozen recipe of the flowers job, without augmentation: pooled MobileNetV2 f
 (224x224, computed once per weight set), then Dropout(0.2) + Dense(5, softmax), Adam(1e-3),
 batch 32, 10 epochs, trained with this package's ``fit``. Data: every photo of the
 flowers folder (2936 in ../shared/flower_photos). Folds: scikit-learn's StratifiedKFold
-(5 folds, shuffled, random_state=0), the same folds for every weight set (a paired
-comparison); each fold is trained with `--seeds` head seeds and their accuracies averaged.
-Reported per weight set: the 5 fold accuracies, mean, standard deviation (ddof=1), and the
-paired differences to the ptq weights.
+(5 folds, shuffled, random_state=r for r < `--repeats`), the same folds for every weight set
+(a paired comparison); each fold is trained with `--seeds` head seeds and their accuracies
+averaged. Reported per weight set: the fold accuracies (repeat-major), mean, standard
+deviation (ddof=1) over the 5 x repeats folds, and the paired differences to the ptq weights.
 
-    python benchmarks/weights_cv.py [--flowers DIR] [--seeds 3] [--out results/weights_cv.json]
+    python benchmarks/weights_cv.py [--flowers DIR] [--seeds 3] [--repeats 3] [--out results/weights_cv.json]
 """
 import argparse
 import json
@@ -29,6 +29,8 @@ def main(argv=None):
     ap.add_argument("--flowers", default=None, help="flower_photos folder (default: datasets.tf_flowers())")
     ap.add_argument("--seeds", type=int, default=3, help="head seeds per fold (default 3)")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="repetitions of the k-fold split with different shuffles (default 3)")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                                                   "weights_cv.json"))
     args = ap.parse_args(argv)
@@ -41,10 +43,11 @@ def main(argv=None):
     ds = tt.data.image_dataset_from_directory(directory, shuffle=False, image_size=(224, 224), batch_size=64,
                                               verbose=False)
     x, y = ds.as_numpy()
-    folds = list(StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=0).split(np.zeros(len(y)), y))
+    folds = [f for r in range(args.repeats)
+             for f in StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=r).split(np.zeros(len(y)), y)]
     results = {"command": "python benchmarks/weights_cv.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "data": directory, "n_images": int(len(y)), "class_names": list(ds.class_names),
-               "folds": args.folds, "head_seeds": args.seeds,
+               "folds": args.folds, "repeats": args.repeats, "head_seeds": args.seeds,
                "recipe": "frozen base, pooled features, Dropout(0.2) + Dense(5, softmax), Adam(1e-3), batch 32, "
                          "10 epochs, no augmentation",
                "loadavg_1min_start": float(os.getloadavg()[0]), "weights": {}}

@@ -26,7 +26,14 @@ key                   file                                        what it is
 ``"imagenet_quant"``  ``mobilenet_v2_1.0_224_quant.tflite``       TF-slim MobileNetV2,
                                                                   quantization-aware trained
                                                                   (uint8, per tensor)
+``"imagenet_float"``  104 ``.npy`` files (``float_weights.py``)   TensorFlow's float
+                                                                  MobileNetV2 1.0/224 (the
+                                                                  ptq file's source), no
+                                                                  classifier
 ====================  ==========================================  ===========================
+
+A Keras ``.h5`` weights file (``keras_h5.py``) builds the network for any
+``alpha`` and input size from the architecture (``architecture.py``).
 
 Both are public Coral test data (Apache 2.0) at
 ``https://github.com/google-coral/test_data/raw/master/<file>``. They are found

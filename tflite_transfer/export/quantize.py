@@ -231,10 +231,10 @@ def quantize_int8(g, representative_dataset):
             wt = q.add_tensor(g.tensors[ins[1]]["name"], wq.shape, "int8", data=wq,
                               quant=dict(scale=ws.tolist(), zero_point=[0] * len(ws),
                                          quantized_dimension=axis or 0))
+            bs = bscale.tolist() if axis is not None else [float(bscale[0])]  # per channel / per tensor
             bt = q.add_tensor(g.tensors[ins[2]]["name"] if len(ins) > 2 and ins[2] >= 0 else name + "/bias",
                               bq.shape, "int32", data=bq,
-                              quant=dict(scale=bscale.tolist(), zero_point=[0] * len(bscale),
-                                         quantized_dimension=0))
+                              quant=dict(scale=bs, zero_point=[0] * len(bs), quantized_dimension=0))
             y = q.add_tensor(name, shape, "int8", quant=_act_quant(*ranges[out]))
             q.add_op(typ, [xin, wt, bt], [y], **o)
         elif typ == "ADD":
