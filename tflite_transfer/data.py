@@ -449,7 +449,10 @@ class ImageDataset:
     ``dataset.file_paths``). Epoch 0 — the first ``iter()`` — yields exactly that order. When
     ``shuffle=True`` every later epoch ``e`` yields the permutation
     ``np.random.default_rng([seed, e]).permutation(num_images)`` of it, so runs are reproducible and
-    epochs differ. The epoch counter advances each time an iterator is created. Decoding and resizing
+    epochs differ. The epoch counter advances each time an iterator is created. ``predict``,
+    ``evaluate`` and the feature pass of ``fit`` read the dataset with `iter_file_order` instead:
+    file_paths order, epoch not advanced, so ``model.predict(ds).argmax(1)`` lines up with
+    ``ds.labels`` (Keras follows the reshuffled order there; beyond Keras on purpose). Decoding and resizing
     of the next `prefetch` batches run on `num_threads` C threads while the caller works; the values do
     not depend on the thread count.
 
@@ -502,6 +505,20 @@ class ImageDataset:
             epoch = self._epoch
             self._epoch += 1
         order = self.epoch_order(epoch)
+        if self.batch_size is None:
+            return self._unbatched(order)
+        return self._batches(order, self.batch_size)
+
+    def iter_file_order(self):
+        """Batches in `file_paths` order, aligned with `labels`, without advancing the epoch.
+
+        What ``Sequential.predict`` and ``evaluate`` iterate (and the feature pass of ``fit``):
+        a shuffling dataset keeps its shuffle state, and ``model.predict(ds).argmax(1)`` lines up
+        with ``ds.labels`` and ``ds.file_paths``. Yields what iterating the dataset yields
+        ((images, labels) batches, images only for label_mode=None, single images for
+        batch_size=None), in the order of epoch 0.
+        """
+        order = np.arange(self.num_images, dtype=np.int64)
         if self.batch_size is None:
             return self._unbatched(order)
         return self._batches(order, self.batch_size)

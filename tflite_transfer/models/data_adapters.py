@@ -183,16 +183,28 @@ def _prefetch(iterable, fn, depth=2):
 
 
 
-def iter_batches(x, y, batch_size, shuffle, rng):
+def iter_dataset(ds, file_order):
+    """(images, labels | None) batches of a dataset. file_order=True: the dataset's
+    `iter_file_order()` when it has one (file_paths order, shuffle state not advanced:
+    what inference uses, so outputs line up with ``ds.labels``); else a normal epoch."""
+    it = ds.iter_file_order() if file_order and hasattr(ds, "iter_file_order") else iter(ds)
+    for item in it:
+        if isinstance(item, tuple):
+            yield np.asarray(item[0]), (np.asarray(item[1]) if len(item) > 1 else None)
+        else:  # label_mode=None: images only
+            yield np.asarray(item), None
+
+
+def iter_batches(x, y, batch_size, shuffle, rng, file_order=False):
     """(x_batch, y_batch) from arrays or a dataset.
 
     x: array (N, ...) or an ImageDataset (then its own batches and labels, `y`,
-    `batch_size` and `shuffle` unused); y: array (N, ...) or None (y_batch None);
+    `batch_size` and `shuffle` unused; `file_order` as in `iter_dataset`);
+    y: array (N, ...) or None (y_batch None);
     shuffle: a new permutation from `rng` (np.random.Generator) per call.
     """
     if _is_dataset(x):
-        for images, labels in x:
-            yield np.asarray(images), np.asarray(labels)
+        yield from iter_dataset(x, file_order)
         return
     n = len(x)
     order = rng.permutation(n) if shuffle else np.arange(n)

@@ -11,7 +11,7 @@ from .. import optimizers as optimizers_module
 from ..layers.base import Layer
 from ..layers.core import _new_seed
 from . import saving
-from .data_adapters import _is_dataset
+from .data_adapters import _is_dataset, iter_dataset
 from .trainer import Trainer
 
 
@@ -112,7 +112,8 @@ class Sequential(Trainer):
                 self._check_input_shape(np.asarray(x_or_ds), "x")
             return
         if _is_dataset(x_or_ds):
-            for images, _ in x_or_ds:
+            # Peek in file order: building must not consume an epoch of the dataset's shuffle state.
+            for images, _ in iter_dataset(x_or_ds, file_order=True):
                 self.build((None,) + tuple(np.asarray(images).shape[1:]))
                 return
             raise ValueError("The dataset is empty.")
