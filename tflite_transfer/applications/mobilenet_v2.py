@@ -356,13 +356,32 @@ class MobileNetV2Model(Layer):
         if not np.isfinite(x).all():
             raise ValueError("`x` contains NaN or infinite values. "
                              f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
-        lo, hi = float(x.min()), float(x.max())
-        if hi > 1.5 or lo < -1.5:
-            warnings.warn(f"`x` is float with values in [{lo:g}, {hi:g}], but MobileNetV2 expects inputs in "
-                          "[-1, 1]. Pass uint8 images, or scale float images with "
-                          "`tflite_transfer.applications.mobilenet_v2.preprocess_input` first.",
-                          UserWarning, stacklevel=3)
+        self._check_scale(x)
         return x
+
+    def _check_scale(self, x):
+        """Warns (once per model) when a float batch does not look like ``preprocess_input``'s
+        output in [-1, 1]: raw [0, 255] values, [0, 1] values (``image / 255``, ``Rescaling(1/255)``),
+        or values in [-1.008, -0.992] (``preprocess_input`` applied twice). Each costs accuracy
+        silently otherwise (on grace_hopper.bmp the top-1 leaves "military uniform")."""
+        if getattr(self, "_scale_warned", False):
+            return
+        lo, hi = float(x.min()), float(x.max())
+        what = None
+        if hi > 1.5 or lo < -1.5:
+            what = "looks like raw pixels in [0, 255]"
+        elif lo >= 0.0 and 0.0 < hi <= 1.0:
+            what = "looks like images scaled to [0, 1] (image / 255 or Rescaling(1/255))"
+        elif hi > lo and lo >= -1.0 - 1.5 / 127.5 and hi <= -1.0 + 1.5 / 127.5:
+            what = "looks like `preprocess_input` applied twice"
+        if what is None:
+            return
+        self._scale_warned = True
+        warnings.warn(f"{self.name!r}: `x` is float with values in [{lo:g}, {hi:g}], which {what}, but "
+                      "MobileNetV2 expects float inputs in [-1, 1]. Pass uint8 images (scaled inside), or "
+                      "scale float RGB in [0, 255] once with "
+                      "`tflite_transfer.applications.mobilenet_v2.preprocess_input`. (Warned once per model.)",
+                      UserWarning, stacklevel=4)
 
     # -- compute ----------------------------------------------------------------
     def _forward(self, xb, pooling):

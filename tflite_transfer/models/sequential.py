@@ -53,6 +53,34 @@ class Sequential(Trainer):
             raise ValueError(f"Sequential only accepts Layer instances. Received: {layer!r}")
         self._layers.append(layer)
         self._build_shape = None
+        self._warn_rescaling_before_base()
+
+    def _warn_rescaling_before_base(self):
+        """Warns once per base when a Rescaling layer (possibly through augmentation layers) feeds
+        a MobileNetV2 base with something other than [0, 255] -> [-1, 1] (``Rescaling(1/127.5,
+        offset=-1)``, the TF tutorial's, is right and passes silently; ``Rescaling(1/255)`` is not)."""
+        import warnings
+
+        from ..applications.mobilenet_v2 import MobileNetV2Model
+        from ..layers.core import Rescaling
+
+        for i, l in enumerate(self._layers):
+            if not isinstance(l, Rescaling):
+                continue
+            j = i + 1
+            while j < len(self._layers) and self._layers[j].is_random:
+                j += 1
+            base = self._layers[j] if j < len(self._layers) else None
+            if not isinstance(base, MobileNetV2Model) or getattr(base, "_scale_warned", False):
+                continue
+            lo, hi = l.offset, 255.0 * l.scale + l.offset
+            if abs(lo + 1.0) <= 0.02 and abs(hi - 1.0) <= 0.02:
+                continue
+            base._scale_warned = True
+            warnings.warn(f"Rescaling layer {l.name!r} (scale={l.scale:g}, offset={l.offset:g}) maps [0, 255] to "
+                          f"[{lo:g}, {hi:g}] before {base.name!r}, which expects [-1, 1]. MobileNetV2 scales uint8 "
+                          "images itself: remove the Rescaling layer, or use Rescaling(1/127.5, offset=-1) "
+                          "(what `mobilenet_v2.preprocess_input` does).", UserWarning, stacklevel=3)
 
     def build(self, input_shape):
         """Builds every layer for `input_shape` (tuple, batch first, batch may be None)."""
