@@ -130,3 +130,43 @@ def test_3_rescaling_before_the_base_warns_at_construction_and_only_once():
         ok = tt.Sequential([L.Rescaling(1 / 127.5, offset=-1), base2, L.GlobalAveragePooling2D(), L.Dense(2)])
         ok.predict(np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3), dtype=np.uint8), verbose=0)
     assert [m for m in w if issubclass(m.category, UserWarning)] == []
+
+
+# -- 4. metric and label format ---------------------------------------------------------------
+def _labels_015_030():
+    """20 integer labels of 3 classes and predictions that get 3 right (truth 0.15) while the
+    label-blind categorical_accuracy (argmax over the label vector = position 0) scored 6 (0.30)."""
+    y = np.array([2, 0, 1, 1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0, 1, 0, 1, 1, 0])  # max 2 first: argmax(y) = 0
+    pred_cls = np.array([0, 0, 1, 0, 0, 0, 1, 0, 1, 2, 2, 2, 2, 2, 1, 2, 2, 2, 2, 1])
+    probs = np.full((20, 3), 0.1, np.float32)
+    probs[np.arange(20), pred_cls] = 0.8
+    return y, probs
+
+
+def test_4_categorical_accuracy_on_integer_labels_raises_naming_the_metric():
+    y, probs = _labels_015_030()
+    sparse = tt.metrics.SparseCategoricalAccuracy()
+    sparse.update_state(y, probs)
+    assert sparse.result() == pytest.approx(0.15)
+    # What CategoricalAccuracy computed before the fix (argmax over the integer label vector):
+    assert float(np.mean(probs.argmax(-1) == np.argmax(y, axis=-1))) == pytest.approx(0.30)
+    with pytest.raises(ValueError, match="categorical_accuracy.*one-hot.*Received: y_true.shape=\\(20,\\)"):
+        tt.metrics.CategoricalAccuracy().update_state(y, probs)
+    model = tt.Sequential([L.Dense(3, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["categorical_accuracy"])
+    with pytest.raises(ValueError, match="'categorical_accuracy'"):
+        model.fit(np.random.default_rng(0).normal(size=(20, 4)), y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="sparse_top_k_categorical_accuracy.*integer"):
+        tt.metrics.SparseTopKCategoricalAccuracy(k=2).update_state(np.eye(3)[y], probs)
+
+
+def test_4_top_k_categorical_accuracy_matches_a_numpy_reference():
+    rng = np.random.default_rng(3)
+    probs = rng.random((50, 6)).astype(np.float32)
+    y = rng.integers(0, 6, 50)
+    ref = np.mean([y[i] in np.argsort(-probs[i])[:3] for i in range(50)])
+    m = tt.metrics.get("top_k_categorical_accuracy")
+    m.k = 3
+    m.update_state(np.eye(6)[y], probs)
+    assert m.result() == pytest.approx(ref, abs=1e-12)
+    assert tt.metrics.TopKCategoricalAccuracy(k=1).name == "top_k_categorical_accuracy"
