@@ -170,3 +170,23 @@ def test_4_top_k_categorical_accuracy_matches_a_numpy_reference():
     m.update_state(np.eye(6)[y], probs)
     assert m.result() == pytest.approx(ref, abs=1e-12)
     assert tt.metrics.TopKCategoricalAccuracy(k=1).name == "top_k_categorical_accuracy"
+
+
+# -- 5. degenerate splits ----------------------------------------------------------------------
+def test_5_split_leaving_an_empty_validation_subset_raises(photos24):
+    # Before: validation_split=0.01 of 24 files gave a validation subset of 0 files, silently.
+    with pytest.raises(ValueError, match="validation_split.*0.01.*24 files.*validation subset empty"):
+        tt.data.image_dataset_from_directory(photos24, validation_split=0.01, subset="both", seed=1,
+                                             image_size=(32, 32), verbose=False)
+
+
+def test_5_unshuffled_split_of_class_sorted_files_warns_naming_the_missing_classes(photos24):
+    with pytest.warns(UserWarning, match=r"no files of class\(es\) \['daisy', 'roses'\].*shuffle=False"):
+        _, val = tt.data.image_dataset_from_directory(photos24, validation_split=0.25, subset="both",
+                                                      shuffle=False, image_size=(32, 32), verbose=False)
+    assert set(val.labels.tolist()) == {2}  # the fault itself: one class in validation
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a shuffled split holding every class is silent
+        _, val = tt.data.image_dataset_from_directory(photos24, validation_split=0.5, subset="both", seed=3,
+                                                      image_size=(32, 32), verbose=False)
+    assert set(val.labels.tolist()) == {0, 1, 2}

@@ -412,6 +412,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                   on_error=on_error, num_threads=int(num_threads), max_pixels=limit, prefetch=int(prefetch),
                   _interp=interp)
 
+    if validation_split:
+        _check_split(paths, labs, names, validation_split, shuffle)
+
     def make(sub, shuf):
         p, l = _split(paths, labs, validation_split, sub)
         if verbose and sub is not None:
@@ -422,6 +425,30 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         # Keras reshuffles the training set each epoch but not the validation set here.
         return make("training", shuffle), make("validation", False)
     return make(subset, shuffle)
+
+
+def _check_split(paths, labs, names, validation_split, shuffle):
+    """Degenerate splits (beyond Keras, which accepts them silently): an empty subset raises
+    ValueError; a validation subset missing classes that the training subset has warns, naming
+    them (typically shuffle=False on class-sorted files)."""
+    n = len(paths)
+    n_val = int(validation_split * n)
+    n_train = n - n_val
+    if n_val < 1 or n_train < 1:
+        side, k = ("validation", n_val) if n_val < 1 else ("training", n_train)
+        raise ValueError(f"`validation_split`={validation_split} of {n} files leaves the {side} subset empty "
+                         f"({k} files): use a validation_split between {1 / n:.3g} and {1 - 1 / n:.3g}, or add files.")
+    if labs is None:
+        return
+    tr, va = set(labs[:n_train].tolist()), set(labs[n_train:].tolist())
+    missing = sorted(tr - va)
+    if missing:
+        hint = ("shuffle=False keeps the class-sorted file order, so the last files (the validation subset) "
+                "come from the last classes; pass shuffle=True with a seed" if not shuffle else
+                "the validation subset is too small to hold every class; raise validation_split")
+        warnings.warn(f"The validation subset ({n_val} files) has no files of class(es) "
+                      f"{[names[i] for i in missing]}, which the training subset has: {hint}.", UserWarning,
+                      stacklevel=3)
 
 
 def _split(paths, labs, validation_split, subset):

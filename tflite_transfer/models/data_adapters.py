@@ -140,6 +140,13 @@ def _split_arrays(x, y, validation_split, seed, stratify):
         perm = rng.permutation(n)
         idx_tr, idx_val = perm[:n_train], perm[n_train:]
     idx_tr, idx_val = np.sort(idx_tr), np.sort(idx_val)
+    if stratify is not None:
+        missing = sorted(set(np.asarray(stratify)[idx_tr].tolist()) - set(np.asarray(stratify)[idx_val].tolist()))
+        if missing:
+            import warnings
+            warnings.warn(f"The validation split ({n_val} samples) has no samples of class(es) {missing}, which "
+                          f"the training split has: raise validation_split or add samples of those classes.",
+                          UserWarning, stacklevel=4)
     return x[idx_tr], y[idx_tr], x[idx_val], y[idx_val]
 
 
