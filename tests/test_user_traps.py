@@ -12,11 +12,11 @@ from tflite_transfer import layers as L
 from conftest import FLOWERS, IMAGES, PTQ_MODEL
 
 
-def _photos(root, per_class=8, classes=("daisy", "roses", "tulips")):
+def _photos(root, per_class=8, classes=("daisy", "roses", "tulips"), sources=None):
     """A class tree of symlinks to shared flower photos (no copies): 3 x 8 = 24 photos."""
-    for c in classes:
+    for c, s in zip(classes, sources or classes):
         (root / c).mkdir(parents=True)
-        for j, src in enumerate(sorted((FLOWERS / c).glob("*.jpg"))[:per_class]):
+        for j, src in enumerate(sorted((FLOWERS / s).glob("*.jpg"))[:per_class]):
             os.symlink(src, root / c / f"{j:02d}.jpg")
     return root
 
@@ -190,3 +190,28 @@ def test_5_unshuffled_split_of_class_sorted_files_warns_naming_the_missing_class
         _, val = tt.data.image_dataset_from_directory(photos24, validation_split=0.5, subset="both", seed=3,
                                                       image_size=(32, 32), verbose=False)
     assert set(val.labels.tolist()) == {0, 1, 2}
+
+
+# -- 6. folder walking -------------------------------------------------------------------------
+def test_6_hidden_entries_are_skipped_at_every_level_and_unread_formats_counted(tmp_path, capsys):
+    root = _photos(tmp_path / "data", per_class=4, classes=("a", "b"), sources=("roses", "tulips"))
+    src = sorted((FLOWERS / "daisy").glob("*.jpg"))
+    (root / "a" / "._00.jpg").write_bytes(b"\0\5\26\7AppleDouble resource fork")  # macOS
+    (root / "b" / ".ipynb_checkpoints").mkdir()
+    os.symlink(src[10], root / "b" / ".ipynb_checkpoints" / "00-checkpoint.jpg")
+    (root / ".hidden_class").mkdir()
+    os.symlink(src[11], root / ".hidden_class" / "x.jpg")
+    for name in ("a/x.webp", "a/y.heic", "b/z.tiff"):
+        (root / name).write_bytes(b"not read")
+    ds = tt.data.image_dataset_from_directory(root, image_size=(32, 32), shuffle=False)
+    out = capsys.readouterr().out
+    # Before: 10 files (the resource fork and the checkpoint copy counted), then a decode error.
+    assert ds.num_images == 8 and ds.class_names == ["a", "b"]
+    assert not any(os.path.basename(p).startswith(".") or ".ipynb" in p for p in ds.file_paths)
+    assert "Found 8 files belonging to 2 classes (3 image file(s) with other formats not read: " in out
+    assert "1 .heic, 1 .tiff, 1 .webp" in out
+    x, y = ds.as_numpy()
+    assert x.shape == (8, 32, 32, 3) and y.tolist() == [0] * 4 + [1] * 4
+    # The CLI's folder expansion skips hidden files too.
+    from tflite_transfer.cli import _image_files
+    assert [os.path.basename(f) for f in _image_files([str(root / "a")])] == ["00.jpg", "01.jpg", "02.jpg", "03.jpg"]

@@ -61,7 +61,9 @@ def _image_files(paths):
     files = []
     for p in paths:
         if os.path.isdir(p):
-            files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(_IMAGE_EXTENSIONS))
+            # Hidden entries (macOS "._x.jpg", ".ipynb_checkpoints") are skipped, as the datasets do.
+            files += sorted(os.path.join(p, f) for f in os.listdir(p)
+                            if not f.startswith(".") and f.lower().endswith(_IMAGE_EXTENSIONS))
         elif os.path.exists(p):
             files.append(p)
         else:

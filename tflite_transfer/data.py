@@ -225,18 +225,47 @@ def smart_resize(x, size, interpolation="bilinear"):
 # ----------------------------------------------------------------------------- folder datasets
 
 
-def _list_valid_files(directory, follow_links):
-    """Image files under `directory`, Keras' order: walk roots sorted, then file names sorted."""
+#: Image-like extensions that are not decoded: counted (and named) in the "Found N files" line.
+UNREAD_IMAGE_FORMATS = (".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jfif", ".jp2", ".ico", ".svg")
+
+
+def _list_valid_files(directory, follow_links, unread=None):
+    """Image files under `directory`, Keras' order: walk roots sorted, then file names sorted.
+
+    Hidden entries (names starting with ".") are skipped at every level: macOS' ``._name.jpg``
+    resource forks, ``.ipynb_checkpoints/``, ``.DS_Store`` (Keras skips them only at the top).
+    `unread` (dict | None): counts of skipped image-like extensions (UNREAD_IMAGE_FORMATS) are added.
+    """
     out = []
-    for root, _, files in sorted(os.walk(directory, followlinks=follow_links), key=lambda t: t[0]):
+    walk = []
+    for root, dirs, files in os.walk(directory, followlinks=follow_links):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune hidden folders (topdown walk)
+        walk.append((root, files))
+    for root, files in sorted(walk, key=lambda t: t[0]):
         for fname in sorted(files):
-            if fname.lower().endswith(ALLOWLIST_FORMATS):
+            if fname.startswith("."):
+                continue
+            low = fname.lower()
+            if low.endswith(ALLOWLIST_FORMATS):
                 out.append(os.path.join(root, fname))
+            elif unread is not None and low.endswith(UNREAD_IMAGE_FORMATS):
+                ext = os.path.splitext(low)[1]
+                unread[ext] = unread.get(ext, 0) + 1
     return out
 
 
-def _index_directory(directory, labels, class_names, follow_links):
-    """(file_paths, labels int32 | None, class_names) in Keras' listing order (before shuffling)."""
+def _unread_note(unread):
+    """' (and N image files not read: 2 .webp, 1 .heic; readable: .bmp .gif .jpeg .jpg .png)' or ''."""
+    if not unread:
+        return ""
+    parts = ", ".join(f"{k} {ext}" for ext, k in sorted(unread.items(), key=lambda t: (-t[1], t[0])))
+    return (f" ({sum(unread.values())} image file(s) with other formats not read: {parts}; readable: "
+            f"{' '.join(ALLOWLIST_FORMATS)})")
+
+
+def _index_directory(directory, labels, class_names, follow_links, unread=None):
+    """(file_paths, labels int32 | None, class_names) in Keras' listing order (before shuffling).
+    `unread`: see `_list_valid_files`."""
     if labels == "inferred":
         subdirs = sorted(
             d for d in os.listdir(directory)
@@ -254,7 +283,7 @@ def _index_directory(directory, labels, class_names, follow_links):
         index = {c: i for i, c in enumerate(class_names)}
         paths, labs, empty = [], [], []
         for d in subdirs:
-            found = _list_valid_files(os.path.join(directory, d), follow_links)
+            found = _list_valid_files(os.path.join(directory, d), follow_links, unread)
             if not found:
                 empty.append(d)
             paths += found
@@ -265,7 +294,7 @@ def _index_directory(directory, labels, class_names, follow_links):
                 f"{ALLOWLIST_FORMATS}. Every class needs at least one image: remove the empty folder(s) or add images."
             )
         return paths, np.asarray(labs, dtype=np.int32), list(class_names)
-    paths = _list_valid_files(directory, follow_links)
+    paths = _list_valid_files(directory, follow_links, unread)
     if labels is None:
         return paths, None, None
     labs = list(labels)
@@ -289,8 +318,10 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     """Dataset of images from a folder tree, like ``keras.utils.image_dataset_from_directory``.
 
     With ``labels="inferred"`` the layout is ``directory/<class_name>/.../<image>``: classes are the
-    sorted names of the sub-folders (hidden ones skipped), files with extensions .bmp .gif .jpeg .jpg
-    .png (any case) count, and files are listed class by class, each class walked with its folders
+    sorted names of the sub-folders, files with extensions .bmp .gif .jpeg .jpg .png (any case)
+    count, hidden entries (names starting with ".": ``._x.jpg``, ``.ipynb_checkpoints/``) are skipped
+    at every level (Keras skips them only at the top), image-like files in other formats (.webp,
+    .tiff, .heic, ...) are counted in the "Found N files" line, and files are listed class by class, each class walked with its folders
     sorted and file names sorted (Keras' order). With ``shuffle=True`` the list is then shuffled with
     ``np.random.RandomState(seed)`` as Keras does (so ``file_paths`` matches Keras' for the same seed)
     before the split: the last ``int(validation_split * N)`` files form the validation subset, the
@@ -390,18 +421,20 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         raise ValueError(f"`seed` must be an int in [0, 2**32) or None. Received: seed={seed!r}")
     seed = int(seed)
 
-    paths, labs, names = _index_directory(directory, labels, class_names, follow_links)
+    unread = {}
+    paths, labs, names = _index_directory(directory, labels, class_names, follow_links, unread)
     if label_mode == "binary" and len(names) != 2:
         raise ValueError(
             f'When passing `label_mode="binary"`, there must be exactly 2 class_names. Received: class_names={names}'
         )
     if not paths:
-        raise ValueError(f"No images found in directory {directory!r}. Allowed formats: {ALLOWLIST_FORMATS}")
+        raise ValueError(f"No images found in directory {directory!r}. Allowed formats: {ALLOWLIST_FORMATS}"
+                         + _unread_note(unread))
     if verbose:
         if labs is not None:
-            print(f"Found {len(paths)} files belonging to {len(names)} classes.")
+            print(f"Found {len(paths)} files belonging to {len(names)} classes{_unread_note(unread)}.")
         else:
-            print(f"Found {len(paths)} files.")
+            print(f"Found {len(paths)} files{_unread_note(unread)}.")
     if shuffle:
         np.random.RandomState(seed).shuffle(paths)
         if labs is not None:
