@@ -215,3 +215,22 @@ def test_6_hidden_entries_are_skipped_at_every_level_and_unread_formats_counted(
     # The CLI's folder expansion skips hidden files too.
     from tflite_transfer.cli import _image_files
     assert [os.path.basename(f) for f in _image_files([str(root / "a")])] == ["00.jpg", "01.jpg", "02.jpg", "03.jpg"]
+
+
+# -- 10. Sequential built at construction ----------------------------------------------------
+@pytest.mark.parametrize("augment", [False, True])
+def test_10_summary_before_fit_shows_shapes_and_parameter_counts(augment):
+    base = tt.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, weights=str(PTQ_MODEL))
+    base.trainable = False
+    front = [L.RandomFlip("horizontal"), L.RandomContrast(0.2)] if augment else []
+    model = tt.Sequential(front + [base, L.GlobalAveragePooling2D(), L.Dropout(0.2), L.Dense(5, activation="softmax")])
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert model.built
+    dense = [ln for ln in lines if "(Dense)" in ln][0]
+    # Before: "?" and 0 for every layer until fit.
+    assert "(None, 5)" in dense and dense.rstrip().endswith("6,405")  # 1280 * 5 + 5
+    assert "(None, 3, 3, 1280)" in text  # the base's map at 96x96
+    assert f" Trainable params: 6,405" in text
+    assert model.count_params() == base.count_params() + 6405

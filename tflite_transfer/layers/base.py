@@ -19,6 +19,9 @@ class Layer:
     """
 
     is_random = False
+    #: True for layers whose output shape is their input shape (augmentation except RandomCrop,
+    #: Rescaling, Dropout): Sequential looks through them for a layer that fixes the input shape.
+    preserves_shape = False
     _counters = {}
 
     def __init__(self, name=None, trainable=True):

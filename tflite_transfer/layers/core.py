@@ -212,6 +212,7 @@ class Dropout(Layer):
     """
 
     is_random = True
+    preserves_shape = True
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None, trainable=True):
         super().__init__(name=name, trainable=trainable)
@@ -309,6 +310,8 @@ class Flatten(Layer):
 
 
 class Rescaling(Layer):
+    preserves_shape = True
+
     """``x * scale + offset`` as float32, Keras' ``layers.Rescaling`` (e.g. scale=1/127.5, offset=-1)."""
 
     def __init__(self, scale, offset=0.0, name=None, trainable=True):

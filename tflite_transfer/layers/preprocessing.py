@@ -70,6 +70,7 @@ class _RandomImageLayer(Layer):
     """Shared plumbing: seeding, input checks, dtype handling, identity outside training."""
 
     is_random = True
+    preserves_shape = True
 
     def __init__(self, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
@@ -287,6 +288,8 @@ class RandomTranslation(_AffineLayer):
 
 
 class RandomCrop(_RandomImageLayer):
+    preserves_shape = False
+
     """Crops a random (height, width) window of each image (``keras.layers.RandomCrop``).
 
     In training, each image gets its own uniformly drawn offset; images smaller than the crop are

@@ -30,6 +30,7 @@ class Sequential(Trainer):
     def __init__(self, layers=None, name=None):
         self.name = name or "sequential"
         self._layers = []
+        self._build_shape = None
         for l in layers or []:
             self.add(l)
         self.optimizer = None
@@ -39,7 +40,6 @@ class Sequential(Trainer):
         self.stop_training = False
         self.history = None
         self.last_fit_path = None
-        self._build_shape = None
         self._rng = np.random.default_rng(_new_seed())  # layers.set_random_seed makes it reproducible
 
     # -- structure -----------------------------------------------------------
@@ -54,6 +54,22 @@ class Sequential(Trainer):
         self._layers.append(layer)
         self._build_shape = None
         self._warn_rescaling_before_base()
+        shape = self._fixed_input_shape()
+        if shape is not None:
+            self.build(shape)
+
+    def _fixed_input_shape(self):
+        """The input shape the layers fix, or None: the input_shape of the first layer that was
+        built at construction (MobileNetV2, any built layer), reached through shape-preserving
+        layers only (augmentation, Rescaling, Dropout). Keras builds a Sequential at construction
+        when its first layer fixes the input shape; this also looks through the augmentation
+        layers that usually come first, so ``summary()`` shows shapes and counts before ``fit``."""
+        for l in self._layers:
+            if l.built and getattr(l, "input_shape", None) is not None:
+                return (None,) + tuple(l.input_shape[1:])
+            if not l.preserves_shape:
+                return None
+        return None
 
     def _warn_rescaling_before_base(self):
         """Warns once per base when a Rescaling layer (possibly through augmentation layers) feeds
@@ -189,8 +205,9 @@ class Sequential(Trainer):
     # -- summary ----------------------------------------------------------------------------
     def summary(self, print_fn=None):
         """Prints a Keras-like table: layer (type), output shape, params; then total,
-        trainable and non-trainable parameter counts. Builds nothing: call fit / build first
-        for shapes (unbuilt shapes print as '?')."""
+        trainable and non-trainable parameter counts. A model whose layers fix the input shape
+        (a MobileNetV2 base first, possibly after augmentation layers) is built at construction;
+        otherwise call fit / build first for shapes (unbuilt shapes print as '?')."""
         print_fn = print_fn or print
         shapes = self._output_shapes() if self.built else ["?"] * len(self._layers)
         rows = [(f"{l.name} ({type(l).__name__})", str(s), f"{l.count_params():,}") for l, s in zip(self._layers, shapes)]
