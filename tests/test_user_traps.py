@@ -234,3 +234,27 @@ def test_10_summary_before_fit_shows_shapes_and_parameter_counts(augment):
     assert "(None, 3, 3, 1280)" in text  # the base's map at 96x96
     assert f" Trainable params: 6,405" in text
     assert model.count_params() == base.count_params() + 6405
+
+
+# -- 7. one unbatched image, a ragged list ---------------------------------------------------
+def test_7_one_image_without_the_batch_axis_names_x_and_the_fix(hopper):
+    img = hopper[0]  # (224, 224, 3)
+    base = tt.applications.MobileNetV2(include_top=False, weights=str(PTQ_MODEL))
+    model = tt.Sequential([base, L.GlobalAveragePooling2D(), L.Dense(3, activation="softmax")])
+    # Before: "not enough values to unpack (expected 4, got 3)".
+    with pytest.raises(ValueError, match=r"x.shape=\(224, 224, 3\).*x\[None\]"):
+        model.predict(img)
+    assert model.predict(img[None], verbose=0).shape == (1, 3)
+    # The same for a model whose input shape is not fixed yet (built from the first x).
+    unbuilt = tt.Sequential([L.RandomFlip(), L.GlobalAveragePooling2D(), L.Dense(2)])
+    with pytest.raises(ValueError, match=r"one image without the batch axis.*x\[None\].*\(224, 224, 3\)"):
+        unbuilt.predict(img)
+
+
+def test_7_a_list_of_images_of_different_sizes_names_x_the_shapes_and_load_img():
+    imgs = [np.zeros((224, 224, 3), np.uint8), np.zeros((180, 240, 3), np.uint8)]
+    model = tt.Sequential([L.GlobalAveragePooling2D(), L.Dense(2)])
+    # Before: NumPy's "setting an array element with a sequence ... inhomogeneous shape".
+    with pytest.raises(ValueError, match=r"`x` is a list of 2 arrays of different shapes "
+                                         r"\(\(224, 224, 3\), \(180, 240, 3\)\).*load_img\(path, target_size="):
+        model.predict(imgs)

@@ -285,6 +285,8 @@ class MobileNetV2Model(Layer):
         1280-d features, the classifier output before softmax, the model output.
     """
 
+    expects_images = True
+
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
                  classes=1001, name=None, weights=None, trainable=True):
         super().__init__(name=name, trainable=trainable)

@@ -261,6 +261,7 @@ class _GlobalPooling2D(Layer):
     """Shared parts of the global poolings (channels_last only)."""
 
     _default_name = None
+    expects_images = True
 
     def __init__(self, data_format="channels_last", keepdims=False, name=None, trainable=True):
         super().__init__(name=name or _keras_name(self._default_name), trainable=trainable)

@@ -71,6 +71,7 @@ class _RandomImageLayer(Layer):
 
     is_random = True
     preserves_shape = True
+    expects_images = True
 
     def __init__(self, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)

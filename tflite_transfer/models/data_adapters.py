@@ -20,7 +20,19 @@ def _is_dataset(obj):
 
 def _check_x(x, name):
     if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError:  # NumPy's "inhomogeneous shape": images of different sizes
+            shapes = []
+            for e in x:
+                s = tuple(np.shape(e)) if not isinstance(e, (list, tuple)) else _nested_shape(e)
+                if s not in shapes:
+                    shapes.append(s)
+            raise ValueError(f"`{name}` is a list of {len(x)} arrays of different shapes "
+                             f"({', '.join(map(str, shapes[:4]))}{', ...' if len(shapes) > 4 else ''}); a batch "
+                             f"needs one shape (N, H, W, 3). Load images at one size, e.g. "
+                             f"tt.data.load_img(path, target_size=(224, 224)), or resize them with "
+                             f"tt.data.resize(image, (224, 224)), then np.stack them.") from None
     if not isinstance(x, np.ndarray):
         raise ValueError(f"`{name}` must be a NumPy array or an ImageDataset. Received: {type(x).__name__}")
     if x.ndim < 2:
@@ -34,6 +46,21 @@ def _check_x(x, name):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"`{name}` contains {bad} NaN or Inf values; clean or impute them first.")
     return x
+
+
+def _nested_shape(e):
+    try:
+        return tuple(np.shape(e))
+    except ValueError:
+        return ("ragged",)
+
+
+def _looks_unbatched(x, want):
+    """True when x (ndarray) looks like one sample of shape `want` (tuple without batch) or,
+    without a known shape, like one (H, W, C) image."""
+    if want is not None:
+        return tuple(x.shape) == tuple(want)
+    return x.ndim == 3 and x.shape[-1] in (1, 3, 4) and min(x.shape[:2]) > 4
 
 
 class _Labels:

@@ -11,7 +11,7 @@ from .. import optimizers as optimizers_module
 from ..layers.base import Layer
 from ..layers.core import _new_seed
 from . import saving
-from .data_adapters import _is_dataset, iter_dataset
+from .data_adapters import _is_dataset, _looks_unbatched, iter_dataset
 from .trainer import Trainer
 
 
@@ -147,8 +147,15 @@ class Sequential(Trainer):
     def _check_input_shape(self, x, name):
         """ValueError naming `name` when array `x` does not fit the built input shape."""
         if self.built and tuple(x.shape[1:]) != tuple(self._build_shape[1:]):
-            raise ValueError(f"`{name}` must have shape (N,) + {tuple(self._build_shape[1:])} to match the "
-                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}")
+            want = tuple(self._build_shape[1:])
+            hint = ""
+            if _looks_unbatched(x, want):
+                hint = f" This is one sample without the batch axis: pass {name}[None] (or np.expand_dims({name}, 0))."
+            elif x.ndim == 4 and len(want) == 3 and x.shape[-1] == want[-1]:
+                hint = (f" Resize the images to {want[:2]}: tt.data.load_img(path, target_size={want[:2]}) or "
+                        f"tt.data.resize({name}, {want[:2]}).")
+            raise ValueError(f"`{name}` must have shape (N,) + {want} to match the "
+                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}.{hint}")
 
     def _ensure_built(self, x_or_ds):
         if self.built:
@@ -161,7 +168,16 @@ class Sequential(Trainer):
                 self.build((None,) + tuple(np.asarray(images).shape[1:]))
                 return
             raise ValueError("The dataset is empty.")
-        self.build((None,) + tuple(np.asarray(x_or_ds).shape[1:]))
+        x = np.asarray(x_or_ds)
+        images = any(getattr(l, "expects_images", False) for l in self._layers)
+        if images and _looks_unbatched(x, None):
+            raise ValueError(f"The model takes batches of images (N, H, W, C); `x` looks like one image without "
+                             f"the batch axis: pass x[None] (or np.expand_dims(x, 0)). Received: x.shape={x.shape}")
+        try:
+            self.build((None,) + tuple(x.shape[1:]))
+        except (ValueError, IndexError, TypeError) as e:
+            self._build_shape = None
+            raise ValueError(f"The model cannot take `x` of shape {x.shape} (batch first): {e}") from None
 
 
     def __call__(self, x, training=False):
