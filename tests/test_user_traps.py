@@ -258,3 +258,29 @@ def test_7_a_list_of_images_of_different_sizes_names_x_the_shapes_and_load_img()
     with pytest.raises(ValueError, match=r"`x` is a list of 2 arrays of different shapes "
                                          r"\(\(224, 224, 3\), \(180, 240, 3\)\).*load_img\(path, target_size="):
         model.predict(imgs)
+
+
+# -- 8. incompatible callbacks fail in on_train_begin ------------------------------------------
+def _blobs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return (rng.normal(size=(n, 4)) + 3 * np.eye(3, 4)[y]).astype(np.float32), y
+
+
+@pytest.mark.parametrize("cb, match", [
+    (lambda: tt.callbacks.ReduceLROnPlateau(monitor="loss", patience=1), "float learning rate.*ExponentialDecay"),
+    (lambda: tt.callbacks.EarlyStopping(monitor="val_accuracy"), "'val_accuracy' will not be in the logs.*validation"),
+    (lambda: tt.callbacks.ModelCheckpoint("m-{val_loss:.2f}.ttz"), "`filepath`='val_loss'"),
+])
+def test_8_incompatible_callbacks_fail_before_the_first_epoch(cb, match):
+    x, y = _blobs()
+    model = tt.Sequential([L.Dense(3, activation="softmax")])
+    model.compile(optimizer=tt.optimizers.Adam(tt.optimizers.ExponentialDecay(0.01, 10, 0.9)),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    epochs = []
+    seen = tt.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))
+    # Before: ReduceLROnPlateau failed only at its first plateau (none in these 10 epochs: no error at
+    # all), EarlyStopping and ModelCheckpoint at the end of the first epoch, after the work was done.
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y, epochs=10, verbose=0, callbacks=[seen, cb()])
+    assert epochs == []

@@ -231,8 +231,13 @@ class Trainer:
         progbar = [] if any(isinstance(c, callbacks_module.ProgbarLogger) for c in user_cbs) else \
             [callbacks_module.ProgbarLogger()]
         cbs = callbacks_module.CallbackList(progbar + user_cbs + [history], self, {})
+        # "metrics": the keys every epoch's logs will hold (Keras' params["metrics"]), so callbacks
+        # can reject a monitor that will never appear in on_train_begin, not after the first epoch.
+        log_keys = ["loss"] + [m.name for m in self.metrics]
+        if val_feats is not None:
+            log_keys += ["val_" + k for k in log_keys]
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "feature_cache": cached,
-                  "fit_path": self.last_fit_path, "samples": n_train, "timings": timings}
+                  "fit_path": self.last_fit_path, "samples": n_train, "timings": timings, "metrics": log_keys}
         for c in cbs.callbacks:
             c.set_params(params)
         self.stop_training = False
