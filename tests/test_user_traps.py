@@ -284,3 +284,19 @@ def test_8_incompatible_callbacks_fail_before_the_first_epoch(cb, match):
     with pytest.raises(ValueError, match=match):
         model.fit(x, y, epochs=10, verbose=0, callbacks=[seen, cb()])
     assert epochs == []
+
+
+# -- 9. the CLI's --on-error and hints in its own words --------------------------------------
+def test_9_cli_on_error_option_and_hint_in_cli_words(tmp_path, capsys):
+    from tflite_transfer import cli
+    root = _photos(tmp_path / "data", per_class=4, classes=("a", "b"), sources=("daisy", "roses"))
+    (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
+    args = ["train", str(root), "--epochs", "1", "--image-size", "64", "--weights", str(PTQ_MODEL),
+            "--validation-split", "0.25", "--verbose", "0", "--output", str(tmp_path / "out")]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    # Before: "pass on_error='skip'", an option the CLI did not have.
+    assert "broken.jpg" in err and "--on-error skip" in err and "on_error=" not in err
+    with pytest.warns(UserWarning, match="Skipped 1 undecodable"):
+        assert cli.main(args + ["--on-error", "skip"]) == 0
+    assert cli.build_parser().parse_args(["flowers", "--on-error", "skip"]).on_error == "skip"

@@ -18,7 +18,7 @@ import numpy as np
 
 def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validation_split=0.2, seed=123,
         augment=(False, True), weights="imagenet", output="flowers_output", verbose=1, learning_rate=1e-3,
-        print_fn=print):
+        print_fn=print, on_error="raise"):
     """Runs the job; returns a dict {run name: results} (see summary.json).
 
     Args:
@@ -29,6 +29,8 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
       weights (str): "imagenet" or a .tflite path for MobileNetV2.
       output (str | None): folder for the saved models and summary.json (None: don't save).
       verbose (0 | 1 | 2): fit's verbosity.
+      on_error ("raise" | "skip"): undecodable photos, as `image_dataset_from_directory`'s `on_error`
+        (the CLI's ``--on-error``).
     """
     from sklearn.metrics import classification_report, confusion_matrix
 
@@ -42,7 +44,7 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
         directory = datasets.tf_flowers()
     train_ds, val_ds = image_dataset_from_directory(
         directory, validation_split=validation_split, subset="both", seed=seed, image_size=tuple(image_size),
-        batch_size=batch_size)
+        batch_size=batch_size, on_error=on_error)
     class_names = list(train_ds.class_names)
     times["load"] = time.perf_counter() - t
     print_fn(f"Data: {directory}: {train_ds.num_images} training and {val_ds.num_images} validation images, "
