@@ -300,3 +300,32 @@ def test_9_cli_on_error_option_and_hint_in_cli_words(tmp_path, capsys):
     with pytest.warns(UserWarning, match="Skipped 1 undecodable"):
         assert cli.main(args + ["--on-error", "skip"]) == 0
     assert cli.build_parser().parse_args(["flowers", "--on-error", "skip"]).on_error == "skip"
+
+
+# -- 11. save_weights / load_weights -----------------------------------------------------------
+@pytest.mark.parametrize("fname", ["ckpt.weights.h5", "ckpt.npz"])
+def test_11_checkpoint_weights_are_read_back_by_load_weights(tmp_path, fname):
+    pytest.importorskip("h5py") if fname.endswith(".h5") else None
+    x = np.random.default_rng(0).integers(0, 256, (12, 64, 64, 3), dtype=np.uint8)
+    y = np.arange(12) % 3
+
+    def make():
+        base = tt.applications.MobileNetV2(input_shape=(64, 64, 3), include_top=False, weights=str(PTQ_MODEL))
+        base.trainable = False
+        m = tt.Sequential([base, L.GlobalAveragePooling2D(), L.Dense(8, activation="relu"), L.Dense(3, activation="softmax")])
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return m
+
+    model = make()
+    ck = tt.callbacks.ModelCheckpoint(str(tmp_path / fname), save_weights_only=True)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[ck])
+    other = make()
+    assert not np.array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+    other.load_weights(tmp_path / fname)  # before: AttributeError, nothing read the file back
+    np.testing.assert_array_equal(other.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert os.path.getsize(tmp_path / fname) < 100_000  # the head (41 KB of float32); not the 14 MB base
+    model.save_weights(tmp_path / ("again_" + fname))
+    wrong = tt.Sequential([L.Dense(3)])
+    wrong.build((None, 1280))
+    with pytest.raises(ValueError, match="again_ckpt.*layers"):
+        wrong.load_weights(tmp_path / ("again_" + fname))

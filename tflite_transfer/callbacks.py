@@ -208,8 +208,8 @@ class ModelCheckpoint(Callback):
     """Saves the model (or weights) after each epoch, atomically (temp file + rename).
 
     Args: filepath (str, may contain ``{epoch:02d}`` (1-based) and log keys like ``{val_loss:.2f}``),
-    monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False (then an .npz of
-    get_weights()), mode="auto".
+    monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False (then
+    ``model.save_weights(path)``: .h5 names as HDF5, others .npz, read back by ``load_weights``), mode="auto".
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
@@ -251,13 +251,14 @@ class ModelCheckpoint(Callback):
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {cur}, saving to {path}")
             self.best = cur
         if self.save_weights_only:
-            save_weights_npz(self.model, path)
+            self.model.save_weights(path)
         else:
             self.model.save(path)
 
 
 def save_weights_npz(model, path):
-    """Writes model.get_weights() to `path` (.npz, arrays w0, w1, ...) atomically."""
+    """Writes model.get_weights() to `path` (.npz, arrays w0, w1, ...) atomically (the format
+    ModelCheckpoint wrote before it used ``model.save_weights``; ``load_weights`` reads both)."""
     with atomic_write(path, suffix=".npz") as f:
         np.savez(f, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
 

@@ -244,6 +244,18 @@ class Sequential(Trainer):
         print_fn("_" * sum(w))
 
     # -- save --------------------------------------------------------------------------------
+    def save_weights(self, filepath):
+        """Writes the weights (not the architecture) to `filepath` (Keras' ``save_weights``):
+        ``.h5`` names as HDF5 (h5py), others as ``.npz``; the fixed pretrained base is not
+        written. Format and errors: ``models/saving.py`` ``save_weights``."""
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Loads weights written by `save_weights` or ``ModelCheckpoint(save_weights_only=True)``
+        into this model (same layers, built). Raises FileNotFoundError, ValueError naming the
+        file and layer on a mismatch (nothing is changed then)."""
+        saving.load_weights(self, filepath)
+
     def save(self, filepath):
         """Saves architecture, weights and compile config to a zip (format in
         ``models/saving.py``), atomically. The base is saved by reference (path + SHA-256).
