@@ -329,3 +329,24 @@ def test_11_checkpoint_weights_are_read_back_by_load_weights(tmp_path, fname):
     wrong.build((None, 1280))
     with pytest.raises(ValueError, match="again_ckpt.*layers"):
         wrong.load_weights(tmp_path / ("again_" + fname))
+
+
+# -- 12. Keras' MobileNetV2 arguments -------------------------------------------------------------
+def test_12_keras_arguments_accepted_and_logits_with_classifier_activation_none(hopper):
+    probs_model = tt.applications.MobileNetV2(alpha=1.0, input_tensor=None, classifier_activation="softmax",
+                                              weights=str(PTQ_MODEL))
+    logit_model = tt.applications.MobileNetV2(alpha=1.0, classifier_activation=None, weights=str(PTQ_MODEL))
+    probs = probs_model.predict(hopper)
+    logits = logit_model.predict(hopper)
+    assert logits.shape == probs.shape == (1, 1001) and logit_model.output_shape == (None, 1001)
+    z = logits.astype(np.float64) - logits.max()
+    ref = np.exp(z) / np.exp(z).sum()  # float64 softmax of the logits
+    # The engine's softmax reads the int8-quantized logits' dequantized values: 1e-4 absolute.
+    np.testing.assert_allclose(probs, ref, atol=1e-4)
+    assert int(logits.argmax()) == _UNIFORM
+    with pytest.raises(ValueError, match="`alpha` must be 1.0.*alpha=0.5"):
+        tt.applications.MobileNetV2(alpha=0.5, weights=str(PTQ_MODEL))
+    with pytest.raises(ValueError, match="classifier_activation"):
+        tt.applications.MobileNetV2(classifier_activation="relu", weights=str(PTQ_MODEL))
+    with pytest.raises(ValueError, match="input_tensor"):
+        tt.applications.MobileNetV2(input_tensor=np.zeros((1, 224, 224, 3)), weights=str(PTQ_MODEL))

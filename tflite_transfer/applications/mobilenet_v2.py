@@ -288,7 +288,7 @@ class MobileNetV2Model(Layer):
     expects_images = True
 
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
-                 classes=1001, name=None, weights=None, trainable=True):
+                 classes=1001, name=None, weights=None, trainable=True, classifier_activation="softmax"):
         super().__init__(name=name, trainable=trainable)
         self.weights_path = os.fspath(model_path)
         self._weights_arg = weights if weights is not None else self.weights_path
@@ -298,6 +298,12 @@ class MobileNetV2Model(Layer):
         self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
         self.probabilities_tensor = self.model.outputs[0]
         self.include_top = bool(include_top)
+        if classifier_activation not in ("softmax", None):
+            raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained "
+                             f"classifier. Received: classifier_activation={classifier_activation!r}")
+        self.classifier_activation = classifier_activation
+        # The output with the top: probabilities (softmax) or the classifier's logits (None, as Keras).
+        self._top_tensor = self.probabilities_tensor if classifier_activation == "softmax" else self.logits_tensor
         n_out = int(self.model.tensors[self.probabilities_tensor]["shape"][-1])
         if self.include_top and classes != n_out:
             raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
@@ -324,8 +330,8 @@ class MobileNetV2Model(Layer):
         """Output shape (batch None) for `input_shape` (None, H, W, 3) (tuple)."""
         _, h, w, _ = input_shape
         if self.include_top:
-            shp = self.model.output_shape(self.probabilities_tensor, batch=1, height=h, width=w)
-            return (None,) + tuple(shp[1:])
+            shp = self.model.output_shape(self._top_tensor, batch=1, height=h, width=w)
+            return (None, int(shp[-1]))
         shp = self.model.output_shape(self.feature_map_tensor, batch=1, height=h, width=w)
         if self.pooling is None:
             return (None,) + tuple(shp[1:])
@@ -389,7 +395,8 @@ class MobileNetV2Model(Layer):
     def _forward(self, xb, pooling):
         """One engine run on a prepared batch (N, H, W, 3) float32."""
         if self.include_top:
-            return self.model.run(xb, self.probabilities_tensor)
+            y = self.model.run(xb, self._top_tensor)
+            return y.reshape(y.shape[0], -1)  # logits come as (N, 1, 1, 1001) from a 1x1 conv
         if pooling is None:
             return self.model.run(xb, self.feature_map_tensor)
         if pooling == "avg" and self._hw == self._native_hw():
@@ -463,7 +470,7 @@ class MobileNetV2Model(Layer):
         return [op for op in self.model.ops if op["index"] in need]
 
     def _output_dependency(self):
-        return self.probabilities_tensor if self.include_top else self.feature_map_tensor
+        return self._top_tensor if self.include_top else self.feature_map_tensor
 
     def get_weights(self):
         """Float32 copies of the weights and biases of the conv / depthwise / FC ops
@@ -508,7 +515,7 @@ class MobileNetV2Model(Layer):
         """Constructor arguments (JSON-serializable dict), Keras-style."""
         return {"name": self.name, "trainable": self.trainable, "input_shape": self.input_shape[1:],
                 "include_top": self.include_top, "weights": self._weights_arg, "pooling": self.pooling,
-                "classes": self.classes}
+                "classes": self.classes, "classifier_activation": self.classifier_activation}
 
     def inspect(self):
         """Summary of the graph: dict(model=the _core.Model, ops, tensors, inputs, outputs,
@@ -524,7 +531,7 @@ class MobileNetV2Model(Layer):
 
 
 def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=None, classes=1001,
-                name=None, **kwargs):
+                name=None, alpha=1.0, input_tensor=None, classifier_activation="softmax", **kwargs):
     """Builds an ImageNet-pretrained MobileNetV2 1.0 (Keras' ``applications.MobileNetV2``).
 
     Args:
@@ -540,6 +547,11 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         global max. Ignored when include_top=True (as in Keras).
       classes (int): must be the model's class count (1001) with include_top=True.
       name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
+      alpha (float): the width multiplier; 1.0, the width of the pretrained .tflite weights (other
+        values raise ValueError naming `alpha`).
+      input_tensor: None only (there are no symbolic tensors here; pass `input_shape`).
+      classifier_activation ("softmax" | None): with include_top=True, probabilities (default) or,
+        with None, the classifier's logits (N, 1001), as Keras. Ignored when include_top=False.
       **kwargs: `trainable` (bool, default True).
 
     Returns:
@@ -555,6 +567,15 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     trainable = kwargs.pop("trainable", True)
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or float(alpha) != 1.0:
+        raise ValueError("`alpha` must be 1.0: the pretrained .tflite weights are MobileNetV2 1.0 (Keras' other "
+                         f"widths 0.35, 0.5, 0.75, 1.3, 1.4 have no weights here). Received: alpha={alpha!r}")
+    if input_tensor is not None:
+        raise ValueError("`input_tensor` must be None: tflite_transfer has no symbolic tensors; pass "
+                         f"`input_shape=(H, W, 3)` instead. Received: input_tensor={type(input_tensor).__name__}")
+    if classifier_activation not in ("softmax", None):
+        raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained classifier. "
+                         f"Received: classifier_activation={classifier_activation!r}")
     if weights is None:
         raise ValueError("`weights=None` (random initialization) is not supported: tflite_transfer runs "
                          "pretrained .tflite models only. Use weights='imagenet' or the path of a .tflite file.")
@@ -590,5 +611,6 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     if name is None:
         name = f"mobilenetv2_1.00_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
-                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
+                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable,
+                         classifier_activation=classifier_activation)
     return m
