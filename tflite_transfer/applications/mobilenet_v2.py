@@ -5,8 +5,10 @@ Follows ``keras.applications.MobileNetV2`` / ``keras.applications.mobilenet_v2``
 2018) with these differences, all forced by the pretrained ``.tflite`` files:
 
 * Weights are the dequantized float32 weights of a quantized TFLite model (batch
-  norm folded into the convolutions), run in float32; they are fixed (no
-  ``weights=None`` random init, no fine-tuning of the base).
+  norm folded into the convolutions), run in float32 (no ``weights=None`` random
+  init). ``model.layers`` lists Keras' layers as views on the folded ops (see
+  ``mobilenet_v2_layers``); fine-tuning them needs the engine's backward pass
+  (issue 8), without which ``fit`` raises NotImplementedError.
 * The classifier has **1001 outputs**: index 0 is "background", indices 1..1000
   are the ImageNet-1k classes in the usual order (Keras' index ``i`` is our
   ``i + 1``). ``decode_predictions`` knows this.
