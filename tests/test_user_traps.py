@@ -292,7 +292,7 @@ def test_9_cli_on_error_option_and_hint_in_cli_words(tmp_path, capsys):
     root = _photos(tmp_path / "data", per_class=4, classes=("a", "b"), sources=("daisy", "roses"))
     (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     args = ["train", str(root), "--epochs", "1", "--image-size", "64", "--weights", str(PTQ_MODEL),
-            "--validation-split", "0.25", "--verbose", "0", "--output", str(tmp_path / "out")]
+            "--validation-split", "0.25", "--verbose", "0", "--output", str(tmp_path / "out"), "--no-fine-tune"]
     assert cli.main(args) == 1
     err = capsys.readouterr().err
     # Before: "pass on_error='skip'", an option the CLI did not have.
