@@ -21,7 +21,7 @@ __all__ = ["same_or_valid", "conv2d_forward", "conv2d_backward", "depthwise_conv
            "depthwise_conv2d_backward", "relu6_forward", "relu6_backward", "add_backward",
            "avg_pool2d_forward", "avg_pool2d_backward", "mean_forward", "mean_backward",
            "inverted_residual_forward", "inverted_residual_backward", "init_inverted_residual",
-           "finite_difference"]
+           "graph_loss_and_grads", "finite_difference"]
 
 
 def same_or_valid(size, k, stride, padding):
@@ -236,6 +236,90 @@ def inverted_residual_backward(dy, params, cache):
         dskip, dh2 = add_backward(dy)
         dh = dh + dskip
     return dh, grads
+
+
+# ------------------------------------------------------------- the top of a .tflite graph
+def graph_loss_and_grads(ref, x, y, head_kernel, head_bias, first_op, overrides=None):
+    """Loss and gradients of a .tflite MobileNetV2 (read by ``tests/reference.py``) + a Dense
+    softmax head, float64: the whole-network reference for the engine's reverse walk.
+
+    Forward: the graph's ops up to the pooled features (``reference.pooled_feature_tensor``),
+    flattened to (N, F); logits ``f @ head_kernel + head_bias``; mean sparse categorical
+    cross-entropy. Backward: from the head down to op `first_op` (inclusive), in reverse op
+    order, with the functions above (fused RELU6 from the saved output; ADD to both inputs;
+    MEAN / AVERAGE_POOL_2D; QUANTIZE / DEQUANTIZE / RESHAPE pass the gradient through).
+
+    Args:
+      ref: reference.ReferenceModel.
+      x: (N, H, W, 3) preprocessed input; y: (N,) int labels.
+      head_kernel (F, C), head_bias (C,).
+      first_op (int): lowest op index whose kernel / bias gradients are wanted.
+      overrides: {tensor index: array} replacing constants (for finite differences).
+
+    Returns dict: loss (float), features (N, F), by_op {op index: (d kernel (.tflite layout),
+      d bias)} for every CONV_2D / DEPTHWISE_CONV_2D op with index >= first_op that the
+      features depend on, head {"kernel", "bias"}.
+    """
+    import reference
+
+    overrides = overrides or {}
+    const = lambda t: overrides[t] if t in overrides else ref.tensors[t]["data"]
+    pooled = reference.pooled_feature_tensor(ref)
+    vals = {ref.inputs[0]: np.asarray(x, np.float64)}
+    ran = []
+    for op in ref.ops:
+        if pooled in vals:
+            break
+        ins = [None if i < 0 else (vals[i] if i in vals else const(i)) for i in op["inputs"]]
+        vals[op["outputs"][0]] = reference._OPS[op["type"]](ins, op["options"], len(x))
+        ran.append(op)
+    n = len(x)
+    f = vals[pooled].reshape(n, -1)
+    z = f @ head_kernel + head_bias
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.asarray(y)
+    loss = float(-np.log(p[np.arange(n), y]).mean())
+    dz = (p - np.eye(p.shape[1])[y]) / n
+    grads = {pooled: (dz @ np.asarray(head_kernel, np.float64).T).reshape(vals[pooled].shape)}
+    by_op = {}
+
+    def acc(t, g):
+        grads[t] = grads[t] + g if t in grads else g
+
+    for idx in range(len(ran) - 1, -1, -1):
+        op = ran[idx]
+        if idx < first_op:
+            break
+        out = op["outputs"][0]
+        if out not in grads:
+            continue
+        d, o, t_in = grads.pop(out), op["options"], op["inputs"][0]
+        kind = op["type"]
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            if o["activation"] == "RELU6":
+                d = relu6_backward(d, vals[out])
+            elif o["activation"] != "NONE":
+                raise NotImplementedError(f"op {idx}: activation {o['activation']}")
+            back = conv2d_backward if kind == "CONV_2D" else depthwise_conv2d_backward
+            dx, dw, db = back(d, vals[t_in], const(op["inputs"][1]), (o["stride_h"], o["stride_w"]), o["padding"])
+            by_op[idx] = (dw, db)
+            acc(t_in, dx)
+        elif kind == "ADD":
+            assert o["activation"] == "NONE"
+            da, db_ = add_backward(d)
+            acc(op["inputs"][0], da)
+            acc(op["inputs"][1], db_)
+        elif kind == "MEAN":
+            acc(t_in, mean_backward(d.reshape(d.shape[0], -1), vals[t_in].shape))
+        elif kind == "AVERAGE_POOL_2D":
+            acc(t_in, avg_pool2d_backward(d, vals[t_in].shape, (o["filter_h"], o["filter_w"]),
+                                          (o["stride_h"], o["stride_w"]), o["padding"]))
+        elif kind in ("QUANTIZE", "DEQUANTIZE", "RESHAPE"):
+            acc(t_in, d.reshape(vals[t_in].shape))
+        else:
+            raise NotImplementedError(f"op {idx}: no backward reference for {kind}")
+    return dict(loss=loss, features=f, by_op=by_op, head={"kernel": f.T @ dz, "bias": dz.sum(0)})
 
 
 # --------------------------------------------------------------------------------- checking

@@ -219,3 +219,41 @@ def test_inverted_residual_skip_adds_the_input():
     with_skip, _ = rg.inverted_residual_forward(x, p, 1, skip=True)
     without, _ = rg.inverted_residual_forward(x, p, 1, skip=False)
     _close(with_skip - without, x, "skip")
+
+
+# ----------------------------------------------------------- the top of the real .tflite graph
+@pytest.fixture(scope="module")
+def ptq_ref():
+    import conftest
+    return reference.ReferenceModel(conftest.PTQ_MODEL)
+
+
+def test_graph_gradients_of_the_real_model_equal_finite_differences(ptq_ref):
+    """The whole-graph reference on the ptq model at 64x64 (2x2 final map, for speed): the
+    gradient of one element of a kernel and of a bias in three ops (Conv_1, a projection after a
+    residual ADD, a stride-2 depthwise) against central differences of the loss, float64."""
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, (2, 64, 64, 3))
+    y = np.array([1, 3])
+    hk, hb = rng.normal(0, 0.05, (1280, 5)), rng.normal(0, 0.1, 5)
+    convs = [i for i, op in enumerate(ptq_ref.ops) if op["type"] in ("CONV_2D", "DEPTHWISE_CONV_2D")][:52]
+    first = convs[35]
+    ref = rg.graph_loss_and_grads(ptq_ref, x, y, hk, hb, first)
+    assert sorted(ref["by_op"]) == [i for i in convs if i >= first]
+    picks = [convs[-1], convs[44], next(i for i in convs[36:] if ptq_ref.ops[i]["type"] == "DEPTHWISE_CONV_2D"
+                                         and ptq_ref.ops[i]["options"]["stride_h"] == 2)]
+    for op in picks:
+        for which in (1, 2):  # kernel, bias
+            t = ptq_ref.ops[op]["inputs"][which]
+            g = ref["by_op"][op][which - 1]
+            k = np.unravel_index(int(np.argmax(np.abs(g))), g.shape)
+            base = ptq_ref.tensors[t]["data"]
+
+            def loss_at(delta):
+                w = base.copy()
+                w[k] += delta
+                return rg.graph_loss_and_grads(ptq_ref, x, y, hk, hb, len(ptq_ref.ops), {t: w})["loss"]
+
+            eps = 1e-5
+            fd = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
+            assert abs(g[k] - fd) <= 1e-6 * np.abs(g).max(), (op, which, g[k], fd)
