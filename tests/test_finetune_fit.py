@@ -59,12 +59,14 @@ def test_feature_cache_path_trains_only_the_top(capsys):
     assert sorted(base._fine_tuned) == sorted(trained)
 
 
-def test_one_step_applies_the_engine_gradients():
-    # SGD(lr), one batch of all samples, no shuffle: w' = w - lr * dL/dw, with dL/dw from the engine
-    # and the head's gradient from NumPy (float64).
+@pytest.mark.parametrize("wd", [None, 0.5])
+def test_one_step_applies_the_engine_gradients(wd):
+    # SGD(lr, weight_decay), one batch of all samples, no shuffle: w' = w (1 - lr wd) - lr dL/dw
+    # (Keras' decoupled decay, then the update), with dL/dw from the engine and the head's
+    # gradient from NumPy (float64).
     x, y = _data(6)
     lr = 0.1
-    m, base = _model(140, opt=tt.optimizers.SGD(lr))
+    m, base = _model(140, opt=tt.optimizers.SGD(lr, weight_decay=wd))
     m.build((None,) + HW)
     dense = m.layers[-1]
     k0, b0 = dense.kernel.copy(), dense.bias.copy()
@@ -75,9 +77,10 @@ def test_one_step_applies_the_engine_gradients():
     p /= p.sum(1, keepdims=True)
     dz = (p - np.eye(3)[y]) / len(x)
     grads, variables = tuner.backward((dz @ k0.T).astype(np.float32))
-    want = {t: tuner.values[t] - lr * tuner.grads[t] for t in tuner.values if tuner.trainable[t]}
+    decay = 1 - lr * (wd or 0)
+    want = {t: tuner.values[t] * decay - lr * tuner.grads[t] for t in tuner.values if tuner.trainable[t]}
     m.fit(x, y, batch_size=len(x), epochs=1, verbose=0, shuffle=False)
-    np.testing.assert_allclose(dense.kernel, k0 - lr * (f.T @ dz), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(dense.kernel, k0 * decay - lr * (f.T @ dz), rtol=0, atol=1e-6)
     for t, w in want.items():
         got = base.model.get_tensor(t).ravel()
         np.testing.assert_allclose(got, w, rtol=0, atol=1e-6 * max(1.0, np.abs(w).max()))
