@@ -265,6 +265,30 @@ def _find_features(core):
 
 _UNSET = object()
 
+#: ``dtype`` values (Keras' dtype-policy names, plus "int8") -> the engine's precision.
+#: "float32": float32 everywhere. "mixed_bfloat16": convolutions compute in bfloat16 with
+#: float32 accumulation (weights and activations stored as bfloat16, outputs returned as
+#: float32); needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX). "int8": the
+#: file's own quantization (not implemented yet: raises NotImplementedError).
+DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8"}
+
+
+def _engine_precision(dtype):
+    """Validates `dtype` (see DTYPES); returns (policy name, engine precision)."""
+    name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy has .name
+    if not isinstance(name, (str, type(None))) or name not in DTYPES:
+        raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16' or 'int8'. "
+                         f"Received: dtype={dtype!r}")
+    precision = DTYPES[name]
+    if precision == "int8":
+        raise NotImplementedError("dtype='int8' (the file's own quantization on oneDNN int8 primitives) is not "
+                                  "implemented yet; use dtype='float32' or 'mixed_bfloat16'.")
+    if precision == "bfloat16" and not _native._core.has_bf16():
+        raise ValueError("dtype='mixed_bfloat16' needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
+                         f"oneDNN reports this CPU's instruction set as {_native._core.cpu_isa()!r}. "
+                         "Use dtype='float32'.")
+    return (name or "float32"), precision
+
 
 class MobileNetV2Model(Layer):
     """A pretrained MobileNetV2 as a Keras-like model/layer; build it with `MobileNetV2`.
@@ -286,8 +310,9 @@ class MobileNetV2Model(Layer):
     """
 
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
-                 classes=1001, name=None, weights=None, trainable=True):
+                 classes=1001, name=None, weights=None, trainable=True, dtype=None):
         super().__init__(name=name, trainable=trainable)
+        self.dtype_policy, self._precision = _engine_precision(dtype)
         self.weights_path = os.fspath(model_path)
         self._weights_arg = weights if weights is not None else self.weights_path
         with open(self.weights_path, "rb") as f:
@@ -367,15 +392,17 @@ class MobileNetV2Model(Layer):
     # -- compute ----------------------------------------------------------------
     def _forward(self, xb, pooling):
         """One engine run on a prepared batch (N, H, W, 3) float32."""
+        run = self.model.run if self._precision == "float32" else \
+            (lambda x, t: self.model.run(x, t, precision=self._precision))
         if self.include_top:
-            return self.model.run(xb, self.probabilities_tensor)
+            return run(xb, self.probabilities_tensor)
         if pooling is None:
-            return self.model.run(xb, self.feature_map_tensor)
+            return run(xb, self.feature_map_tensor)
         if pooling == "avg" and self._hw == self._native_hw():
             # The model's own pooling op (MEAN / AVERAGE_POOL_2D) in the engine.
-            y = self.model.run(xb, self.feature_tensor)
+            y = run(xb, self.feature_tensor)
             return y.reshape(y.shape[0], -1)
-        fmap = self.model.run(xb, self.feature_map_tensor)
+        fmap = run(xb, self.feature_map_tensor)
         if pooling == "avg":
             # Other input sizes: a fixed-size AVERAGE_POOL_2D would not cover the map.
             return fmap.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
@@ -487,7 +514,7 @@ class MobileNetV2Model(Layer):
         """Constructor arguments (JSON-serializable dict), Keras-style."""
         return {"name": self.name, "trainable": self.trainable, "input_shape": self.input_shape[1:],
                 "include_top": self.include_top, "weights": self._weights_arg, "pooling": self.pooling,
-                "classes": self.classes}
+                "classes": self.classes, "dtype": self.dtype_policy}
 
     def inspect(self):
         """Summary of the graph: dict(model=the _core.Model, ops, tensors, inputs, outputs,
@@ -519,7 +546,11 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         global max. Ignored when include_top=True (as in Keras).
       classes (int): must be the model's class count (1001) with include_top=True.
       name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
-      **kwargs: `trainable` (bool, default True).
+      **kwargs: `trainable` (bool, default True); `dtype` (Keras' dtype-policy
+        name): None or "float32" (default), "mixed_bfloat16" (convolutions in
+        bfloat16 with float32 accumulation, outputs float32; needs AVX512_BF16 or
+        AMX, else ValueError), "int8" (the file's own quantization; not
+        implemented yet: NotImplementedError).
 
     Returns:
       MobileNetV2Model.
@@ -532,6 +563,8 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         URL and the folder to place the file in).
     """
     trainable = kwargs.pop("trainable", True)
+    dtype = kwargs.pop("dtype", None)
+    _engine_precision(dtype)  # validate before loading anything
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
     if weights is None:
@@ -569,5 +602,6 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     if name is None:
         name = f"mobilenetv2_1.00_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
-                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
+                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable,
+                         dtype=dtype)
     return m
