@@ -16,10 +16,18 @@ from tflite_transfer.applications import mobilenet_v2 as mv
 
 # ../shared/README.md: expected top-1 index in imagenet_labels.txt (1001 classes).
 PHOTOS = {"grace_hopper": 653, "cat": 286, "bird": 20, "dragonfly": 320, "sunflower": 986}
-# bf16 vs f32, pooled features (1280 per image, values in [0, 6]): max error relative to
-# the largest feature, and the mean over elements of |bf16 - f32| relative to the mean |f32|.
-BF16_MAX_REL = 0.05
-BF16_MEAN_REL = 0.02
+# bf16 engine vs an independent NumPy simulation of bf16 inference (reference.py's float64
+# graph with conv inputs, weights and every op output rounded to bfloat16, float64
+# accumulation): relative L2 error per image and max error relative to the largest
+# feature. Measured 0.008-0.013 and 0.012-0.016 (both models, the 5 photos); the
+# remaining difference is where the engine rounds (it does not round a conv's output
+# before the fused residual sum; accumulation order). bf16 vs float32 is far larger
+# (measured relative L2 0.05-0.09 ptq, 0.02-0.04 quant: rounding weights and activations
+# to 8 significant bits, which the simulation reproduces), so those are only required
+# to agree in direction (cosine) and class.
+BF16_SIM_REL_L2 = 0.03
+BF16_SIM_MAX_REL = 0.03
+BF16_F32_MIN_COSINE = 0.99
 
 needs_bf16 = pytest.mark.skipif(not tt._core.has_bf16(), reason="this CPU has no bfloat16 instructions")
 
@@ -41,18 +49,58 @@ def test_bf16_top1_equals_f32_on_shared_photos(photos, weights):
     assert list(bf16.argmax(axis=1)) == list(f32.argmax(axis=1)) == list(PHOTOS.values())
 
 
+def _bf16(x):
+    """Rounds to bfloat16 (round to nearest even) and returns float64."""
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    u = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+@pytest.fixture
+def bf16_reference(monkeypatch):
+    """reference.py's float64 graph with bf16 storage: conv inputs and weights rounded to
+    bf16, and every conv / ADD / pooling output rounded to bf16."""
+    import reference
+
+    def rounded(f, conv):
+        def g(ins, o, n):
+            ins = list(ins)
+            if conv:
+                ins[0], ins[1] = _bf16(ins[0]), _bf16(ins[1])
+            return _bf16(f(ins, o, n))
+        return g
+
+    ops = dict(reference._OPS)
+    for name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        monkeypatch.setitem(reference._OPS, name, rounded(ops[name], True))
+    for name in ("ADD", "MEAN", "AVERAGE_POOL_2D"):
+        monkeypatch.setitem(reference._OPS, name, rounded(ops[name], False))
+    return reference
+
+
+@needs_bf16
+@pytest.mark.parametrize("weights,path", [("imagenet_ptq", conftest.PTQ_MODEL), ("imagenet_quant", conftest.QUANT_MODEL)])
+def test_bf16_pooled_features_match_a_bf16_simulation(photos, bf16_reference, weights, path):
+    ref = bf16_reference.ReferenceModel(str(path))
+    want = ref.run(mv.preprocess_input(photos), bf16_reference.pooled_feature_tensor(ref)).reshape(len(photos), -1)
+    got = np.full(want.shape, np.nan, np.float32)
+    got[:] = mv.MobileNetV2(include_top=False, pooling="avg", weights=weights,
+                            dtype="mixed_bfloat16").predict(photos, batch_size=1)
+    rel_l2 = np.linalg.norm(got - want, axis=1) / np.linalg.norm(want, axis=1)
+    assert rel_l2.max() <= BF16_SIM_REL_L2, rel_l2
+    assert np.abs(got - want).max() <= BF16_SIM_MAX_REL * np.abs(want).max()
+
+
 @needs_bf16
 @pytest.mark.parametrize("batch_size", [1, 5])
-def test_bf16_pooled_features_close_to_f32(photos, batch_size):
+def test_bf16_pooled_features_agree_with_f32(photos, batch_size):
     f32 = mv.MobileNetV2(include_top=False, pooling="avg").predict(photos, batch_size=batch_size)
     bf16 = mv.MobileNetV2(include_top=False, pooling="avg", dtype="mixed_bfloat16").predict(photos,
                                                                                           batch_size=batch_size)
     assert np.isfinite(bf16).all()
-    err = np.abs(bf16.astype(np.float64) - f32)
-    assert err.max() <= BF16_MAX_REL * np.abs(f32).max(), err.max()
-    assert err.mean() <= BF16_MEAN_REL * np.abs(f32).mean(), err.mean()
-    # and it is not the f32 engine under another name: bf16 rounding shows
-    assert err.max() > 0
+    cos = (f32 * bf16).sum(1) / np.linalg.norm(f32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cos.min() >= BF16_F32_MIN_COSINE, cos
+    assert np.abs(bf16 - f32).max() > 0  # not the f32 engine under another name
 
 
 @needs_bf16

@@ -97,6 +97,10 @@ struct tt_engine {
     dnnl_stream_t stream;    /* owned */
     int32_t batch, in_h, in_w, output_tensor;
     int32_t train_from;      /* first trainable op; n_ops for an inference engine */
+    tt_precision precision;  /* of the convolutions (tt_engine.h) */
+    dnnl_data_type_t conv_dt;/* data type of conv activations and weights: f32 or bf16 */
+    int32_t num_threads;     /* OpenMP threads it was built for and runs with */
+    int32_t last_run_threads;/* OpenMP threads in effect during the last run, 0 before any */
 
     /* Planning (create only). */
     tt_shape *shapes;        /* [n_tensors] propagated shapes */
@@ -168,6 +172,10 @@ tt_status tt_oom(void);
 
 /* Memory descriptor helpers; the md is owned by the engine. NULL on failure (error recorded). */
 dnnl_memory_desc_t tt_md_tag(tt_engine *e, int ndims, const int64_t *dims, dnnl_format_tag_t tag);
+/* tt_md_tag with data type `dt` (tt_md_tag is f32). */
+dnnl_memory_desc_t tt_md_tag_dt(tt_engine *e, int ndims, const int64_t *dims, dnnl_data_type_t dt,
+                                dnnl_format_tag_t tag);
+dnnl_data_type_t tt_md_dt(const_dnnl_memory_desc_t md);
 dnnl_memory_desc_t tt_md_strides(tt_engine *e, int ndims, const int64_t *dims, const int64_t *strides);
 dnnl_memory_desc_t tt_md_clone(tt_engine *e, const_dnnl_memory_desc_t md);
 /* Plain (row-major; nhwc for 4D) md with the dims of `md`. */

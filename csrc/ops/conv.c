@@ -130,17 +130,19 @@ static tt_status conv_geometry(tt_engine *e, int32_t i, conv_geo *g) {
         int64_t wd[5] = {cin, 1, 1, kh, kw};            /* {G, O/G, I/G, KH, KW} */
         int64_t ws[5] = {1, 1, 1, kw * cin, cin};       /* [1, KH, KW, C] */
         g->w_user = tt_md_strides(e, 5, wd, ws);
-        g->w_any = tt_md_tag(e, 5, wd, dnnl_format_tag_any);
+        g->w_any = tt_md_tag_dt(e, 5, wd, e->conv_dt, dnnl_format_tag_any);
     } else {
         int64_t wd[4] = {cout, cin, kh, kw};             /* {O, I, KH, KW} */
         int64_t ws[4] = {kh * kw * cin, 1, kw * cin, cin}; /* [O, KH, KW, I] */
         g->w_user = tt_md_strides(e, 4, wd, ws);
-        g->w_any = tt_md_tag(e, 4, wd, dnnl_format_tag_any);
+        g->w_any = tt_md_tag_dt(e, 4, wd, e->conv_dt, dnnl_format_tag_any);
     }
     int64_t bd[1] = {cout};
     g->b_md = g->b ? tt_md_tag(e, 1, bd, dnnl_a) : NULL;
-    g->src_any = tt_md_tag(e, 4, src_dims, dnnl_format_tag_any);
-    g->dst_any = tt_md_tag(e, 4, dst_dims, dnnl_format_tag_any);
+    /* e->conv_dt: f32, or bf16 for a bfloat16 engine (weights reordered to bf16 at create,
+     * activations stored as bf16, float32 bias and accumulation) */
+    g->src_any = tt_md_tag_dt(e, 4, src_dims, e->conv_dt, dnnl_format_tag_any);
+    g->dst_any = tt_md_tag_dt(e, 4, dst_dims, e->conv_dt, dnnl_format_tag_any);
     if (!g->w_user || !g->w_any || (g->b && !g->b_md) || !g->src_any || !g->dst_any) return TT_RUNTIME_ERROR;
     return TT_OK;
 }
@@ -178,6 +180,8 @@ static tt_status conv_forward(tt_engine *e, int32_t i) {
     for (int attempt = 0; attempt < 4 && st != dnnl_success; attempt++) {
         bool fuse = attempt < 2, own_src = (attempt % 2) == 0;
         if (fuse && rv < 0) continue;
+        /* the input's own layout only in the engine's data type (a bf16 engine's f32 input is reordered) */
+        if (own_src && tt_md_dt(e->values[xv].md) != e->conv_dt) continue;
         dnnl_primitive_attr_t attr = NULL;
         tt_activation act = fuse ? m->ops[add].activation : op->activation;
         if ((s = tt_attr(e, i, act, fuse, &attr))) return s;

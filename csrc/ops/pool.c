@@ -103,11 +103,12 @@ static tt_status pool_forward(tt_engine *e, int32_t i) {
     dnnl_alg_kind_t alg = op->type == TT_OP_MAX_POOL_2D ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
     pool_geometry(op, x, kernel, strides, pad_l, pad_r, &oh, &ow);
     int64_t dst_dims[4] = {x->d[0], x->d[3], oh, ow};
-    dnnl_memory_desc_t dst_any = tt_md_tag(e, 4, dst_dims, dnnl_format_tag_any);
-    if (!dst_any) return TT_RUNTIME_ERROR;
     /* Pooling takes its source layout as given (no format_tag_any); blocked layouts
-     * from a conv are what it is fastest on. */
+     * from a conv are what it is fastest on. Its output keeps the source's data type
+     * (bf16 in a bfloat16 engine; the output reorder converts to f32). */
     const_dnnl_memory_desc_t src_md = e->values[xv].md;
+    dnnl_memory_desc_t dst_any = tt_md_tag_dt(e, 4, dst_dims, tt_md_dt(src_md), dnnl_format_tag_any);
+    if (!dst_any) return TT_RUNTIME_ERROR;
     dnnl_primitive_attr_t attr = NULL;
     tt_status s = tt_attr(e, i, op->type == TT_OP_MEAN ? TT_ACT_NONE : op->activation, false, &attr);
     if (s) return s;
