@@ -47,12 +47,30 @@ static tt_status build_output(tt_engine *e) {
     e->out_shape = e->values[v].shape;
     dnnl_memory_desc_t plain = tt_md_plain_like(e, e->values[v].md);
     if (!plain || !(e->out_mem = tt_new_memory(e, plain, NULL))) return TT_RUNTIME_ERROR;
+    /* an int8 value is dequantized on the way out: real = scale * (q - zero_point) */
+    float qs = e->values[v].qscale;
+    bool deq = qs > 0.f;
+    dnnl_memory_t m_s = NULL, m_z = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t st = dnnl_success;
+    if (deq) {
+        m_s = tt_scales_memory(e, &qs, 1);
+        m_z = tt_zero_point_memory(e, e->values[v].qzp);
+        if (!m_s || !m_z) return TT_RUNTIME_ERROR;
+        st = dnnl_primitive_attr_create(&attr);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(attr, DNNL_ARG_SRC, 0);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(attr, DNNL_ARG_SRC, 0);
+    }
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, e->values[v].md, e->eng, plain, e->eng, NULL);
+    if (st == dnnl_success)
+        st = dnnl_reorder_primitive_desc_create(&pd, e->values[v].md, e->eng, plain, e->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return tt_dnnl_fail(e, -1, "output reorder", st);
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->values[v].mem}, {DNNL_ARG_TO, e->out_mem}};
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_FROM, e->values[v].mem}, {DNNL_ARG_TO, e->out_mem},
+                               {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, m_s},
+                               {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, m_z}};
     e->cur = &e->out;
-    return tt_add_primitive(e, -1, pd, 2, args);
+    return tt_add_primitive(e, -1, pd, deq ? 4 : 2, args);
 }
 
 /* A reorder primitive a -> b (owned by the caller), NULL when the layouts are equal. */
@@ -150,7 +168,7 @@ static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h
     e->output_tensor = output_tensor;
     e->train_from = train_from;
     e->precision = precision;
-    e->conv_dt = precision == TT_PRECISION_BF16 ? dnnl_bf16 : dnnl_f32;
+    e->conv_dt = precision == TT_PRECISION_BF16 ? dnnl_bf16 : precision == TT_PRECISION_INT8 ? dnnl_s8 : dnnl_f32;
     /* primitives are created for the thread count they will run with */
     e->num_threads = tt_use_num_threads(0);
     size_t nt = (size_t)model->n_tensors + 1, no = (size_t)model->n_ops + 1;
@@ -255,7 +273,7 @@ tt_status tt_engine_create_precision(const tt_model *model, int32_t batch, int32
                                      int32_t output_tensor, tt_precision precision, tt_engine **out) {
     *out = NULL;
     int32_t end = model->n_ops;
-    if (precision != TT_PRECISION_F32 && precision != TT_PRECISION_BF16)
+    if (precision != TT_PRECISION_F32 && precision != TT_PRECISION_BF16 && precision != TT_PRECISION_INT8)
         return tt_error(TT_INVALID_ARGUMENT, "unknown engine precision %d", (int)precision);
     if (precision == TT_PRECISION_BF16 && !tt_cpu_has_bf16())
         return tt_error(TT_UNSUPPORTED, "bfloat16 needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "

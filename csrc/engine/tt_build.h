@@ -44,6 +44,8 @@ typedef struct tt_value {
     dnnl_memory_t mem;       /* not owned (engine's memory list owns it) */
     int32_t slot;            /* buffer slot of its bytes; -1 = the caller's input, -2 = the caller's d_output */
     bool shared;             /* a gradient whose bytes another gradient also views: never written in place */
+    float qscale;            /* int8 engine, s8/u8 values: real = qscale * (q - qzp); 0 for real-valued data */
+    int32_t qzp;
 } tt_value;
 
 typedef struct tt_step tt_step;
@@ -253,5 +255,21 @@ tt_status tt_add_c_step(tt_engine *e, tt_c_kernel kernel, dnnl_memory_t src, dnn
  * dy -> d(pre) into a new temporary value (returned; dy's own value when act is
  * NONE). hint: any forward pd is not needed; a forward eltwise pd is made here. */
 int32_t tt_activation_backward(tt_engine *e, int32_t i, tt_activation act, int32_t yv, int32_t dyv);
+
+/* ---- int8 engines (engine/quant.c) ------------------------------------------------ */
+
+/* Per-tensor quantization (scale, zero point) of activation tensor t of op i;
+ * TT_UNSUPPORTED naming the tensor when it has none or is per-channel. */
+tt_status tt_tensor_qparams(tt_engine *e, int32_t i, int32_t t, float *scale, int32_t *zp);
+/* Engine-owned constant memory of layout `md` holding a copy of `bytes` bytes of `data`. NULL on failure. */
+dnnl_memory_t tt_const_bytes(tt_engine *e, const_dnnl_memory_desc_t md, const void *data, size_t bytes);
+/* Runtime scales argument: f32 [n]. Runtime zero point argument: s32 [1]. NULL on failure. */
+dnnl_memory_t tt_scales_memory(tt_engine *e, const float *scales, int64_t n);
+dnnl_memory_t tt_zero_point_memory(tt_engine *e, int32_t zp);
+/* s8 copy of a per-channel symmetric weight tensor t (TFLite layout, dequantized floats
+ * in the model) requantized exactly: q = round(w / scale[c]) along its quantized
+ * dimension; *scales = the file's scales. NULL (error set) unless t is per-channel
+ * (or per-tensor) int8 with zero points 0. */
+const int8_t *tt_weights_s8(tt_engine *e, int32_t i, int32_t t, const float **scales, int32_t *n_scales);
 
 #endif /* TT_BUILD_H */

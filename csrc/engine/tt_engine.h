@@ -27,8 +27,17 @@ typedef struct tt_engine tt_engine;
  *         float32 (oneDNN's bf16 kernels; the bias stays float32); activations
  *         are stored as bfloat16 between ops; input and output are float32 (the
  *         first conv's reorder and the output reorder convert). Needs a CPU with
- *         bfloat16 instructions (tt_cpu_has_bf16): else TT_UNSUPPORTED. */
-typedef enum tt_precision { TT_PRECISION_F32 = 0, TT_PRECISION_BF16 = 1 } tt_precision;
+ *         bfloat16 instructions (tt_cpu_has_bf16): else TT_UNSUPPORTED.
+ *   INT8: the file's own quantization on oneDNN int8 primitives (engine/quant.c):
+ *         s8 activations with their tensors' per-tensor scales and zero points,
+ *         s8 per-channel weights, float bias, requantization by every conv, RELU6
+ *         as a clip post-op, the residual ADD fused with its own scales; the
+ *         float input is quantized by the model's QUANTIZE op, int8 outputs are
+ *         dequantized by the output reorder, and average pooling / MEAN computes
+ *         in float from the dequantized int8 values (so the pooled features are
+ *         not rounded to int8). Models or ops outside this scheme (uint8 weights
+ *         with zero points, unfused ADD, ops after the pooling): TT_UNSUPPORTED. */
+typedef enum tt_precision { TT_PRECISION_F32 = 0, TT_PRECISION_BF16 = 1, TT_PRECISION_INT8 = 2 } tt_precision;
 
 /* True when oneDNN dispatches bfloat16 kernels with native instructions here
  * (AVX512_BF16 or AMX: dnnl_get_effective_cpu_isa() >= avx512_core_bf16). */

@@ -387,8 +387,10 @@ static PyObject *Model_run(ModelObject *self, PyObject *args, PyObject *kwds) {
     tt_precision precision;
     if (strcmp(prec, "float32") == 0) precision = TT_PRECISION_F32;
     else if (strcmp(prec, "bfloat16") == 0) precision = TT_PRECISION_BF16;
+    else if (strcmp(prec, "int8") == 0) precision = TT_PRECISION_INT8;
     else {
-        PyErr_Format(PyExc_ValueError, "`precision` must be 'float32' or 'bfloat16'. Received: precision='%s'", prec);
+        PyErr_Format(PyExc_ValueError, "`precision` must be 'float32', 'bfloat16' or 'int8'. Received: precision='%s'",
+                     prec);
         return NULL;
     }
     const tt_model *m = self->model;
@@ -537,7 +539,9 @@ static PyMethodDef Model_methods[] = {
      "compute (default: the model's first output); any tensor computed from the first input, e.g. the pooled "
      "features. Returns that tensor for the batch: its shape with batch N and the spatial sizes propagated from "
      "H, W. precision: 'float32' or 'bfloat16' (convolutions on bf16 activations and weights with float32 "
-     "accumulation; input and output stay float32; needs a CPU with bf16 instructions, else ValueError). "
+     "accumulation; input and output stay float32; needs a CPU with bf16 instructions, else ValueError) or "
+     "'int8' (the file's own quantization on oneDNN int8 primitives, up to the pooled features; int8 outputs "
+     "are dequantized; ValueError for models or ops outside that scheme). "
      "Engines are cached per (N, H, W, output_tensor, precision, thread setting): a new "
      "tflite_transfer.set_num_threads value rebuilds them, whichever thread runs. Raises ValueError for bad "
      "arguments."},

@@ -269,7 +269,8 @@ _UNSET = object()
 #: "float32": float32 everywhere. "mixed_bfloat16": convolutions compute in bfloat16 with
 #: float32 accumulation (weights and activations stored as bfloat16, outputs returned as
 #: float32); needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX). "int8": the
-#: file's own quantization (not implemented yet: raises NotImplementedError).
+#: file's own quantization on oneDNN int8 primitives (features only: include_top=False;
+#: uint8 images are dequantized with the file's own input quantization).
 DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8"}
 
 
@@ -280,9 +281,6 @@ def _engine_precision(dtype):
         raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16' or 'int8'. "
                          f"Received: dtype={dtype!r}")
     precision = DTYPES[name]
-    if precision == "int8":
-        raise NotImplementedError("dtype='int8' (the file's own quantization on oneDNN int8 primitives) is not "
-                                  "implemented yet; use dtype='float32' or 'mixed_bfloat16'.")
     if precision == "bfloat16" and not _native._core.has_bf16():
         raise ValueError("dtype='mixed_bfloat16' needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
                          f"oneDNN reports this CPU's instruction set as {_native._core.cpu_isa()!r}. "
@@ -313,6 +311,10 @@ class MobileNetV2Model(Layer):
                  classes=1001, name=None, weights=None, trainable=True, dtype=None):
         super().__init__(name=name, trainable=trainable)
         self.dtype_policy, self._precision = _engine_precision(dtype)
+        if self._precision == "int8" and include_top:
+            raise ValueError("dtype='int8' computes features only (the classifier and softmax run in float "
+                             "elsewhere): use include_top=False with pooling='avg', 'max' or None. "
+                             f"Received: include_top={include_top!r}")
         self.weights_path = os.fspath(model_path)
         self._weights_arg = weights if weights is not None else self.weights_path
         with open(self.weights_path, "rb") as f:
@@ -332,6 +334,17 @@ class MobileNetV2Model(Layer):
         self.input_shape = (None, int(h), int(w), int(c))
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
+        self._input_quant = None
+        if self._precision == "int8":
+            q = self.model.tensors[self.model.inputs[0]]["quantization"]
+            if q and len(q["scale"]) == 1:
+                self._input_quant = (float(q["scale"][0]), int(q["zero_point"][0]))
+            try:  # fails now, not at the first predict, for a file outside the int8 scheme
+                self.model.run(np.zeros((1,) + self.input_shape[1:], np.float32), self.feature_map_tensor,
+                               precision="int8")
+            except ValueError as e:
+                raise ValueError(f"dtype='int8' cannot run {os.path.basename(self.weights_path)} on its own "
+                                 f"quantization: {e}") from e
 
     # -- shapes ---------------------------------------------------------------
     def build(self, input_shape):
@@ -376,6 +389,10 @@ class MobileNetV2Model(Layer):
         if x.shape[0] == 0:
             raise ValueError(f"`x` is an empty batch. Received: x.shape={x.shape}, x.dtype={x.dtype}")
         if x.dtype == np.uint8:
+            if self._input_quant is not None:
+                # int8: the file's own input dequantization, scale * (q - zero_point), as TFLite does
+                s, z = self._input_quant
+                return np.ascontiguousarray((x.astype(np.float32) - np.float32(z)) * np.float32(s))
             return np.ascontiguousarray(preprocess_input(x), dtype=np.float32)
         x = np.ascontiguousarray(x, dtype=np.float32)
         if not np.isfinite(x).all():
@@ -549,8 +566,10 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
       **kwargs: `trainable` (bool, default True); `dtype` (Keras' dtype-policy
         name): None or "float32" (default), "mixed_bfloat16" (convolutions in
         bfloat16 with float32 accumulation, outputs float32; needs AVX512_BF16 or
-        AMX, else ValueError), "int8" (the file's own quantization; not
-        implemented yet: NotImplementedError).
+        AMX, else ValueError), "int8" (the file's own quantization on oneDNN
+        int8 primitives; needs include_top=False and a file with int8
+        per-channel weights, e.g. "imagenet_ptq", else ValueError; uint8 images
+        are dequantized with the file's input scale and zero point).
 
     Returns:
       MobileNetV2Model.
