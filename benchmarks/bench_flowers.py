@@ -4,7 +4,7 @@ without and with augmentation, each run in its own process so that the peak RSS
 
     python benchmarks/bench_flowers.py [--epochs 10] [--data-dir DIR] [--batch-size 32]
 
-Writes benchmarks/results/flowers.json.
+Writes benchmarks/results/flowers.json (with the 1-min load average before and after each run).
 """
 import argparse
 import json
@@ -45,13 +45,16 @@ def main():
     for run in ("no_augmentation", "augmented"):
         cmd = [sys.executable, __file__, "--one", run, "--epochs", str(args.epochs), "--batch-size",
                str(args.batch_size)] + (["--data-dir", args.data_dir] if args.data_dir else [])
+        load_before = os.getloadavg()[0]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"{run} failed:\n{proc.stderr}")
         out = proc.stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
+        results[-1]["load_avg_1min_before_after"] = [load_before, os.getloadavg()[0]]
         print(results[-1])
-    doc = {"job": "flowers", "epochs": args.epochs, "batch_size": args.batch_size, "machine": platform.platform(),
+    doc = {"job": "flowers", "command": "python benchmarks/bench_flowers.py " + " ".join(sys.argv[1:]),
+           "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "epochs": args.epochs, "batch_size": args.batch_size, "machine": platform.platform(),
            "cpus": os.cpu_count(), "python": platform.python_version(), "runs": results}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "flowers.json"), "w") as f:
