@@ -1,5 +1,5 @@
 """Command line: ``tflite-transfer flowers``, ``tflite-transfer train DIR`` and
-``tflite-transfer classify IMAGE...`` (also ``python -m tflite_transfer ...``).
+``tflite-transfer classify [MODEL.tflite] IMAGE...`` (also ``python -m tflite_transfer ...``).
 See ``--help`` of each subcommand."""
 import argparse
 import os
@@ -29,13 +29,24 @@ def _common(p, epochs=10):
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
+                   help="undecodable photos: stop with an error naming the file (raise, default) or leave them "
+                        "out with one warning listing them (skip)")
+    ft = p.add_argument_group("fine-tuning (stage 2, after the frozen stage)")
+    ft.add_argument("--no-fine-tune", dest="fine_tune", action="store_false",
+                    help="stop after the frozen stage (no fine-tuning of the base)")
+    ft.add_argument("--fine-tune-at", type=int, default=100,
+                    help="first trainable layer of MobileNetV2's 154 Keras layers (default %(default)s; 0: all)")
+    ft.add_argument("--fine-tune-epochs", type=int, default=10, help="fine-tuning epochs (default %(default)s)")
+    ft.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
+                    help="RMSprop learning rate of the fine-tuning stage (default %(default)s)")
 
 
 def build_parser():
     ap = argparse.ArgumentParser(prog="tflite-transfer", description="Transfer learning with MobileNetV2 (TFLite) "
                                  "and a Keras-like API, no TensorFlow needed.")
     sub = ap.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("flowers", help="the tf_flowers job (with and without augmentation)")
+    f = sub.add_parser("flowers", help="the tf_flowers job (with and without augmentation; frozen, then fine-tuned)")
     _common(f)
     g = f.add_mutually_exclusive_group()
     g.add_argument("--no-augment", action="store_true", help="only the run without augmentation")
@@ -49,9 +60,12 @@ def build_parser():
     t.add_argument("--no-augment", dest="augment", action="store_false")
     t.set_defaults(augment=False)
     t.add_argument("--output", default="train_output")
-    c = sub.add_parser("classify", help="ImageNet top-k classes of photos (MobileNetV2 with its classifier)")
-    c.add_argument("images", nargs="+", help="image files, or folders whose images are all classified")
-    c.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
+    c = sub.add_parser("classify", help="top-k classes of photos: ImageNet (MobileNetV2 with its classifier) or "
+                       "a model written by model.export (classify model.tflite IMAGE...)")
+    c.add_argument("images", nargs="+", help="image files, or folders whose images are all classified; a first "
+                   "argument ending in .tflite is an exported model whose class names are printed")
+    c.add_argument("--weights", default="imagenet", help='"imagenet", a MobileNetV2 .tflite path or an exported '
+                   "model (.tflite with class names)")
     c.add_argument("--top", type=int, default=5, help="classes to print per image (default 5)")
     return ap
 
@@ -61,7 +75,9 @@ def _image_files(paths):
     files = []
     for p in paths:
         if os.path.isdir(p):
-            files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(_IMAGE_EXTENSIONS))
+            # Hidden entries (macOS "._x.jpg", ".ipynb_checkpoints") are skipped, as the datasets do.
+            files += sorted(os.path.join(p, f) for f in os.listdir(p)
+                            if not f.startswith(".") and f.lower().endswith(_IMAGE_EXTENSIONS))
         elif os.path.exists(p):
             files.append(p)
         else:
@@ -71,7 +87,9 @@ def _image_files(paths):
 
 def classify(paths, weights="imagenet", top=5, print_fn=print):
     """Prints the top-`top` ImageNet classes of each image; returns the number of images
-    that could not be read (int). Images are resized to 224x224 (bilinear) as uint8 and
+    that could not be read (int). A model written by ``model.export(..., format="litert")``
+    (a .tflite with class names, as `weights` or as the first of `paths`) prints its own
+    class names instead, with its own input size. Images are resized to 224x224 (bilinear) as uint8 and
     preprocessed by the model (``x / 127.5 - 1``); class 0 of the 1001 outputs is
     "background" (see ``applications.mobilenet_v2``)."""
     import numpy as np
@@ -79,9 +97,18 @@ def classify(paths, weights="imagenet", top=5, print_fn=print):
     from . import applications, data
     from .applications.mobilenet_v2 import decode_predictions
 
+    paths = list(paths)
+    if paths and str(paths[0]).lower().endswith(".tflite") and os.path.isfile(paths[0]):
+        weights, paths = paths[0], paths[1:]  # tflite-transfer classify model.tflite images...
     files = _image_files(paths)
     if not files:
         raise ValueError(f"No images (.bmp .gif .jpeg .jpg .png) in {list(paths)}")
+    if isinstance(weights, str) and weights.lower().endswith(".tflite") and os.path.isfile(weights):
+        from .export import read_labels
+
+        labels = read_labels(weights)
+        if labels is not None:
+            return _classify_exported(weights, labels, files, top, print_fn)
     model = applications.MobileNetV2(include_top=True, weights=weights)
     batch, names, failed = [], [], 0
     for f in files:
@@ -100,6 +127,62 @@ def classify(paths, weights="imagenet", top=5, print_fn=print):
     return failed
 
 
+def _classify_exported(path, labels, files, top, print_fn):
+    """classify() for a file written by ``model.export``: its own input size, input
+    type (uint8 pixels or float32 in [-1, 1]) and class names (its "labels" metadata).
+    Runs in the package's engine."""
+    import numpy as np
+
+    from . import _native, data
+    from .applications.mobilenet_v2 import preprocess_input
+
+    with open(path, "rb") as f:
+        model = _native._core.Model(f.read(), name=path)
+    info = model.tensors[model.inputs[0]]
+    _, h, w, _ = info["shape"]
+    out_t = model.outputs[0]
+    if len(labels) != model.tensors[out_t]["shape"][-1]:
+        raise ValueError(f"{path}: {len(labels)} labels for {model.tensors[out_t]['shape'][-1]} outputs.")
+    batch, names, failed = [], [], 0
+    for f in files:
+        try:
+            batch.append(data.load_img(f, target_size=(int(h), int(w))))
+            names.append(f)
+        except (ValueError, OSError) as e:
+            print_fn(f"{f}: cannot read: {e}")
+            failed += 1
+    if not batch:
+        return failed
+    x = np.stack(batch)
+    q = info["quantization"]
+    if info["dtype"] == "uint8" and q:
+        # The engine takes the input tensor's real value: (q - zero_point) * scale.
+        xf = (x.astype(np.float32) - np.float32(q["zero_point"][0])) * np.float32(q["scale"][0])
+    else:
+        xf = preprocess_input(x)
+    probs = model.run(np.ascontiguousarray(xf, dtype=np.float32), out_t)
+    k = min(top, len(labels))
+    for name, row in zip(names, probs):
+        print_fn(name)
+        for i in np.argsort(-row, kind="stable")[:k]:
+            print_fn(f"  {float(row[i]):7.4f}  {int(i):>4}  {labels[int(i)]}")
+    return failed
+
+
+#: Python-API spellings in error hints -> this interface's options (hints are worded for the
+#: interface they appear in).
+_CLI_SPELLINGS = {"on_error='skip'": "--on-error skip", "on_error='raise'": "--on-error raise",
+                  "`validation_split`": "--validation-split", "validation_split": "--validation-split",
+                  "`batch_size`": "--batch-size", "`image_size`": "--image-size", "`epochs`": "--epochs"}
+
+
+def _cli_message(msg):
+    """An error message with the Python-API hints reworded as this CLI's options."""
+    for api, cli in _CLI_SPELLINGS.items():
+        msg = msg.replace(api, cli)
+    return msg
+
+
 def main(argv=None):
     """Entry point of the ``tflite-transfer`` console script; returns the exit status (int)."""
     args = build_parser().parse_args(argv)
@@ -110,13 +193,14 @@ def main(argv=None):
         try:
             return 1 if classify(args.images, weights=args.weights, top=args.top) else 0
         except (ValueError, OSError) as e:
-            print(f"tflite-transfer: {e}", file=sys.stderr)
+            print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
             return 1
     from . import flowers
 
-    if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0):
-        print("tflite-transfer: --epochs and --batch-size must be >= 1 and --validation-split in (0, 1).",
-              file=sys.stderr)
+    if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0) or \
+            args.fine_tune_epochs < 1:
+        print("tflite-transfer: --epochs, --fine-tune-epochs and --batch-size must be >= 1 and --validation-split "
+              "in (0, 1).", file=sys.stderr)
         return 2
     if args.command == "flowers":
         augment = (False,) if args.no_augment else (True,) if args.augment_only else (False, True)
@@ -127,10 +211,12 @@ def main(argv=None):
     try:
         flowers.run(directory=directory, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                     validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
-                    output=args.output, verbose=args.verbose)
+                    output=args.output, verbose=args.verbose, fine_tune=args.fine_tune, fine_tune_at=args.fine_tune_at,
+                    fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
+                    on_error=args.on_error)
     except (ValueError, OSError) as e:
         # Bad folders, files and options: the message names them; a traceback would only hide it.
-        print(f"tflite-transfer: {e}", file=sys.stderr)
+        print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
         return 1
     return 0
 

@@ -5,8 +5,10 @@ Follows ``keras.applications.MobileNetV2`` / ``keras.applications.mobilenet_v2``
 2018) with these differences, all forced by the pretrained ``.tflite`` files:
 
 * Weights are the dequantized float32 weights of a quantized TFLite model (batch
-  norm folded into the convolutions), run in float32; they are fixed (no
-  ``weights=None`` random init, no fine-tuning of the base).
+  norm folded into the convolutions), run in float32 (no ``weights=None`` random
+  init). ``model.layers`` lists Keras' layers as views on the folded ops (see
+  ``mobilenet_v2_layers``); fine-tuning them needs the engine's backward pass
+  (issue 8), without which ``fit`` raises NotImplementedError.
 * The classifier has **1001 outputs**: index 0 is "background", indices 1..1000
   are the ImageNet-1k classes in the usual order (Keras' index ``i`` is our
   ``i + 1``). ``decode_predictions`` knows this.
@@ -26,7 +28,14 @@ key                   file                                        what it is
 ``"imagenet_quant"``  ``mobilenet_v2_1.0_224_quant.tflite``       TF-slim MobileNetV2,
                                                                   quantization-aware trained
                                                                   (uint8, per tensor)
+``"imagenet_float"``  104 ``.npy`` files (``float_weights.py``)   TensorFlow's float
+                                                                  MobileNetV2 1.0/224 (the
+                                                                  ptq file's source), no
+                                                                  classifier
 ====================  ==========================================  ===========================
+
+A Keras ``.h5`` weights file (``keras_h5.py``) builds the network for any
+``alpha`` and input size from the architecture (``architecture.py``).
 
 Both are public Coral test data (Apache 2.0) at
 ``https://github.com/google-coral/test_data/raw/master/<file>``. They are found
@@ -37,6 +46,10 @@ README's flowers job, validation_split=0.2, seed=123): with augmentation it gave
 0.905 against 0.891 for the quant model; without augmentation the two tie (mean
 of 8 head seeds on cached features: 0.889 ptq, 0.890 quant). It is also the
 architecture of ``keras.applications.MobileNetV2`` that Keras users know.
+A 5-fold cross-validation repeated 3 times on all 2936 shared flower photos
+(``benchmarks/weights_cv.py``) ties the three weight sets (ptq 0.8897, quant
+0.8896, float 0.8906; fold spread ~0.01; float vs ptq paired p = 0.39), so the
+default stays the ptq file, which has a classifier (the float weights have none).
 """
 import os
 import warnings
@@ -100,9 +113,50 @@ WEIGHTS_ALIASES = {
 _POOLED_CHANNELS = 1280  # MobileNetV2 1.0: width of the last 1x1 conv, before the classifier
 
 
+#: ``weights=`` key of the float ImageNet weights (``float_weights.py``): per-tensor .npy files
+#: downloaded and assembled once into a float32 .tflite without classifier.
+FLOAT_WEIGHTS_KEY = "imagenet_float"
+_FLOAT_MODEL_FILE = "mobilenet_v2_1.0_224_float_notop.tflite"
+
+
+def float_weights_path():
+    """Local path (str) of the float ImageNet MobileNetV2 1.0/224 as a .tflite without classifier.
+
+    Downloads (or finds in the cache / ``TFLITE_TRANSFER_MIRROR``) the 104
+    per-tensor .npy files of ``float_weights.FILES``, each checked by SHA-256,
+    and writes them once into ``$TFLITE_TRANSFER_HOME/models/`` as a float32
+    .tflite (``architecture.build_tflite``); later calls reuse that file.
+
+    Raises:
+      OSError: a file is missing and cannot be downloaded (names URL and folder).
+      ValueError: a file's SHA-256 or shape is wrong.
+    """
+    from . import architecture, float_weights
+    from ..utils import atomic_write, cache_dir
+
+    out = os.path.join(cache_dir(), "models", _FLOAT_MODEL_FILE)
+    if os.path.isfile(out):
+        return out
+    weights = {}
+    for layer, (kf, ksha, bf, bsha) in float_weights.FILES.items():
+        arrs = []
+        for fname, sha in ((kf, ksha), (bf, bsha)):
+            path = get_file(f"{float_weights.SUBDIR}/{fname}", float_weights.ORIGIN + fname, file_hash=sha,
+                            cache_subdir="models")
+            arrs.append(np.load(path, allow_pickle=False))
+        weights[layer] = tuple(arrs)
+    data = architecture.build_tflite(weights, alpha=1.0, input_shape=(224, 224, 3), include_top=False,
+                                     description="MobileNetV2 1.0/224 float ImageNet weights (no classifier)")
+    with atomic_write(out) as f:
+        f.write(data)
+    return out
+
+
 def _registry_key(weights):
     if weights == "imagenet":
         return DEFAULT_IMAGENET_MODEL
+    if weights == FLOAT_WEIGHTS_KEY:
+        return FLOAT_WEIGHTS_KEY
     if weights in WEIGHTS_ALIASES:
         return WEIGHTS_ALIASES[weights]
     if weights in WEIGHTS_REGISTRY:
@@ -114,7 +168,8 @@ def weights_path(weights="imagenet"):
     """Local path (str) of a registered pretrained model, downloading it if absent.
 
     Args:
-      weights (str): "imagenet", "imagenet_ptq", "imagenet_quant" or a
+      weights (str): "imagenet", "imagenet_ptq", "imagenet_quant",
+        "imagenet_float" (assembled by `float_weights_path`) or a
         WEIGHTS_REGISTRY file name.
 
     Raises:
@@ -126,7 +181,9 @@ def weights_path(weights="imagenet"):
     key = _registry_key(weights)
     if key is None:
         raise KeyError(f"Unknown pretrained weights {weights!r}; known: "
-                       f"{['imagenet'] + sorted(WEIGHTS_ALIASES) + sorted(WEIGHTS_REGISTRY)}")
+                       f"{['imagenet', FLOAT_WEIGHTS_KEY] + sorted(WEIGHTS_ALIASES) + sorted(WEIGHTS_REGISTRY)}")
+    if key == FLOAT_WEIGHTS_KEY:
+        return float_weights_path()
     e = WEIGHTS_REGISTRY[key]
     return get_file(key, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
 
@@ -140,7 +197,7 @@ def labels_path(weights="imagenet"):
     key = _registry_key(weights)
     if key is None:
         raise KeyError(f"Unknown pretrained weights {weights!r}")
-    fname = WEIGHTS_REGISTRY[key]["labels"]
+    fname = "imagenet_labels.txt" if key == FLOAT_WEIGHTS_KEY else WEIGHTS_REGISTRY[key]["labels"]
     e = LABELS_REGISTRY[fname]
     return get_file(fname, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
 
@@ -238,7 +295,9 @@ def _find_features(core):
     pooled = the output of the global MEAN / AVERAGE_POOL_2D whose result feeds
     (possibly through RESHAPE / QUANTIZE / DEQUANTIZE) the classifier, a CONV_2D
     or FULLY_CONNECTED; feature_map = that pool's input; logits = the
-    classifier's output. Raises ValueError if the graph has no such structure.
+    classifier's output (None for a graph whose last op, a graph output, is the
+    global MEAN: a base without classifier). Raises ValueError if the graph has
+    no such structure.
     """
     ops = core.ops
     consumers = {}
@@ -259,6 +318,10 @@ def _find_features(core):
                     return op["inputs"][0], op["outputs"][0], c["outputs"][0]
                 if c["type"] in _PASS_THROUGH:
                     frontier.append(c["outputs"][0])
+    last = ops[-1] if ops else None
+    if last is not None and last["type"] == "MEAN" and last["outputs"][0] in core.outputs:
+        # A base without a classifier (assembled float weights, Keras .h5 files without the top).
+        return last["inputs"][0], last["outputs"][0], None
     raise ValueError("Cannot find the pooled feature vector: no global MEAN / AVERAGE_POOL_2D op feeds a "
                      "CONV_2D or FULLY_CONNECTED classifier in this model.")
 
@@ -279,14 +342,22 @@ class MobileNetV2Model(Layer):
         (h = ceil(H / 32)); (None, 1280) with pooling; (None, 1001) with the top.
       include_top (bool), pooling (None | "avg" | "max"), classes (int).
       trainable (bool): default True as in Keras; set False to freeze it in a
-        Sequential (the base's weights are never updated either way).
+        Sequential. Setting it sets every layer in ``layers`` (Keras' 154 layers
+        without the top); ``fine_tune_from(100)`` (or the tutorial's loop over
+        ``layers[:100]``) freezes the bottom. Fine-tuning trains the folded
+        kernels and biases (batch norm in inference mode; see
+        ``mobilenet_v2_layers``); ``trainable_op_masks()`` and
+        ``first_trainable_op()`` give the engine what trains.
       feature_map_tensor, feature_tensor, logits_tensor, probabilities_tensor (int):
         tensor indices of the last feature map (7x7x1280 at 224), the pooled
         1280-d features, the classifier output before softmax, the model output.
     """
 
+    expects_images = True
+
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
-                 classes=1001, name=None, weights=None, trainable=True):
+                 classes=1001, name=None, weights=None, trainable=True, classifier_activation="softmax"):
+        self._layers = None
         super().__init__(name=name, trainable=trainable)
         self.weights_path = os.fspath(model_path)
         self._weights_arg = weights if weights is not None else self.weights_path
@@ -296,6 +367,16 @@ class MobileNetV2Model(Layer):
         self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
         self.probabilities_tensor = self.model.outputs[0]
         self.include_top = bool(include_top)
+        if self.include_top and self.logits_tensor is None:
+            raise ValueError(f"{self.weights_path} has no classifier (e.g. the float ImageNet weights, whose logits "
+                             "kernel is not published, or a Keras file saved without the top): use "
+                             "include_top=False.")
+        if classifier_activation not in ("softmax", None):
+            raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained "
+                             f"classifier. Received: classifier_activation={classifier_activation!r}")
+        self.classifier_activation = classifier_activation
+        # The output with the top: probabilities (softmax) or the classifier's logits (None, as Keras).
+        self._top_tensor = self.probabilities_tensor if classifier_activation == "softmax" else self.logits_tensor
         n_out = int(self.model.tensors[self.probabilities_tensor]["shape"][-1])
         if self.include_top and classes != n_out:
             raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
@@ -307,6 +388,131 @@ class MobileNetV2Model(Layer):
         self.input_shape = (None, int(h), int(w), int(c))
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
+
+    # -- Keras' layers, trainable, fine-tuning masks -----------------------------
+    @property
+    def layers(self):
+        """Keras' MobileNetV2 layers, in Keras' order with Keras' names (list of
+        ``mobilenet_v2_layers.MobileNetV2Layer``; 154 for include_top=False), each a
+        view on the .tflite op it was folded into. See
+        ``tflite_transfer.applications.mobilenet_v2_layers`` for what ``trainable``
+        means on a batch-norm, ReLU, padding or Add layer (batch norm is folded).
+
+        Raises ValueError (naming the file) if the graph is not MobileNetV2's."""
+        if self._layers is None:
+            from .mobilenet_v2_layers import build_layers
+            layers = build_layers(self)
+            for l in layers:
+                l.trainable = self._trainable
+            self._layers = layers
+        return list(self._layers)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name`, or at position `index` (Keras' get_layer); ValueError otherwise."""
+        layers = self.layers
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(layers) <= index < len(layers):
+                raise ValueError(f"`index` must be an int in [0, {len(layers)}). Received: index={index!r}")
+            return layers[int(index)]
+        for l in layers:
+            if l.name == name:
+                return l
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in layers]}.")
+
+    @property
+    def trainable(self):
+        """bool. Setting it sets every layer of ``layers`` too, as Keras does; with
+        ``trainable = False`` nothing in the base trains, whatever its layers say."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        if self._layers is not None:
+            for l in self._layers:
+                l.trainable = self._trainable
+
+    def fine_tune_from(self, fine_tune_at):
+        """The tutorial's recipe: ``base.trainable = True`` then
+        ``for layer in base.layers[:fine_tune_at]: layer.trainable = False``.
+
+        Args:
+          fine_tune_at (int): index in ``layers`` of the first trainable layer,
+            0 <= fine_tune_at < len(layers) (0: the whole network; 100: from
+            ``block_11_expand_relu``, i.e. block 11's depthwise on, as in Keras).
+
+        Returns:
+          self.
+
+        Raises:
+          ValueError: `fine_tune_at` is not an int in that range.
+        """
+        n = len(self.layers)
+        if isinstance(fine_tune_at, bool) or not isinstance(fine_tune_at, (int, np.integer)) or \
+                not 0 <= fine_tune_at < n:
+            raise ValueError(f"`fine_tune_at` must be an int in [0, {n}) (an index into the {n} layers of "
+                             f"{self.name!r}). Received: fine_tune_at={fine_tune_at!r}")
+        self.trainable = True
+        for l in self._layers[:int(fine_tune_at)]:
+            l.trainable = False
+        return self
+
+    def trainable_op_masks(self):
+        """What may train, per .tflite op: the interface of the C training plan.
+
+        Returns:
+          dict {op index (int): (kernel_trainable (bool), bias_trainable (bool))} with one
+          entry for every op that has Keras weights (the 52 convolutions of the base, plus
+          the classifier with include_top=True). The kernel is trainable when
+          ``self.trainable`` and the op's Conv2D / DepthwiseConv2D layer is; the bias when
+          ``self.trainable`` and its BatchNormalization layer is (both: the Dense layer).
+        """
+        masks = {}
+        for l in self.layers:
+            if l.op_index is None or (l.kernel_tensor is None and l.bias_tensor is None):
+                continue
+            k, b = masks.get(l.op_index, (False, False))
+            on = self._trainable and l.trainable
+            if l.kernel_tensor is not None:
+                k = on
+            if l.bias_tensor is not None:
+                b = on
+            masks[l.op_index] = (k, b)
+        return masks
+
+    def first_trainable_op(self):
+        """The lowest .tflite op index with a trainable kernel or bias (int), or None when
+        nothing in the base trains: the boundary below which the base runs forward only."""
+        ops = [i for i, (k, b) in self.trainable_op_masks().items() if k or b]
+        return min(ops) if ops else None
+
+    @property
+    def trainable_weights(self):
+        """Float32 copies of the trainable weights, layer order (Keras layout; see ``layers``)."""
+        if not self._trainable:
+            return []
+        return [w for l in self.layers if l.trainable for w in l.get_weights()]
+
+    @property
+    def non_trainable_weights(self):
+        """Float32 copies of the weights that do not train, layer order (Keras layout)."""
+        return [w for l in self.layers if not (self._trainable and l.trainable) for w in l.get_weights()]
+
+    def _flatten_layers(self):
+        try:
+            return [self] + self.layers
+        except ValueError:  # not MobileNetV2's structure: no Keras layers to list
+            return [self]
+
+    def _trainable_param_count(self):
+        """Number of trainable scalar weights (folded; see ``layers``)."""
+        if not self._trainable:
+            return 0
+        try:
+            layers = self.layers
+        except ValueError:  # not MobileNetV2's structure: all or nothing
+            return self.count_params()
+        return int(sum(l.count_params() for l in layers if l.trainable))
 
     # -- shapes ---------------------------------------------------------------
     def build(self, input_shape):
@@ -322,8 +528,8 @@ class MobileNetV2Model(Layer):
         """Output shape (batch None) for `input_shape` (None, H, W, 3) (tuple)."""
         _, h, w, _ = input_shape
         if self.include_top:
-            shp = self.model.output_shape(self.probabilities_tensor, batch=1, height=h, width=w)
-            return (None,) + tuple(shp[1:])
+            shp = self.model.output_shape(self._top_tensor, batch=1, height=h, width=w)
+            return (None, int(shp[-1]))
         shp = self.model.output_shape(self.feature_map_tensor, batch=1, height=h, width=w)
         if self.pooling is None:
             return (None,) + tuple(shp[1:])
@@ -356,19 +562,39 @@ class MobileNetV2Model(Layer):
         if not np.isfinite(x).all():
             raise ValueError("`x` contains NaN or infinite values. "
                              f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
-        lo, hi = float(x.min()), float(x.max())
-        if hi > 1.5 or lo < -1.5:
-            warnings.warn(f"`x` is float with values in [{lo:g}, {hi:g}], but MobileNetV2 expects inputs in "
-                          "[-1, 1]. Pass uint8 images, or scale float images with "
-                          "`tflite_transfer.applications.mobilenet_v2.preprocess_input` first.",
-                          UserWarning, stacklevel=3)
+        self._check_scale(x)
         return x
+
+    def _check_scale(self, x):
+        """Warns (once per model) when a float batch does not look like ``preprocess_input``'s
+        output in [-1, 1]: raw [0, 255] values, [0, 1] values (``image / 255``, ``Rescaling(1/255)``),
+        or values in [-1.008, -0.992] (``preprocess_input`` applied twice). Each costs accuracy
+        silently otherwise (on grace_hopper.bmp the top-1 leaves "military uniform")."""
+        if getattr(self, "_scale_warned", False):
+            return
+        lo, hi = float(x.min()), float(x.max())
+        what = None
+        if hi > 1.5 or lo < -1.5:
+            what = "looks like raw pixels in [0, 255]"
+        elif lo >= 0.0 and 0.0 < hi <= 1.0:
+            what = "looks like images scaled to [0, 1] (image / 255 or Rescaling(1/255))"
+        elif hi > lo and lo >= -1.0 - 1.5 / 127.5 and hi <= -1.0 + 1.5 / 127.5:
+            what = "looks like `preprocess_input` applied twice"
+        if what is None:
+            return
+        self._scale_warned = True
+        warnings.warn(f"{self.name!r}: `x` is float with values in [{lo:g}, {hi:g}], which {what}, but "
+                      "MobileNetV2 expects float inputs in [-1, 1]. Pass uint8 images (scaled inside), or "
+                      "scale float RGB in [0, 255] once with "
+                      "`tflite_transfer.applications.mobilenet_v2.preprocess_input`. (Warned once per model.)",
+                      UserWarning, stacklevel=4)
 
     # -- compute ----------------------------------------------------------------
     def _forward(self, xb, pooling):
         """One engine run on a prepared batch (N, H, W, 3) float32."""
         if self.include_top:
-            return self.model.run(xb, self.probabilities_tensor)
+            y = self.model.run(xb, self._top_tensor)
+            return y.reshape(y.shape[0], -1)  # logits come as (N, 1, 1, 1001) from a 1x1 conv
         if pooling is None:
             return self.model.run(xb, self.feature_map_tensor)
         if pooling == "avg" and self._hw == self._native_hw():
@@ -442,7 +668,7 @@ class MobileNetV2Model(Layer):
         return [op for op in self.model.ops if op["index"] in need]
 
     def _output_dependency(self):
-        return self.probabilities_tensor if self.include_top else self.feature_map_tensor
+        return self._top_tensor if self.include_top else self.feature_map_tensor
 
     def get_weights(self):
         """Float32 copies of the weights and biases of the conv / depthwise / FC ops
@@ -487,7 +713,7 @@ class MobileNetV2Model(Layer):
         """Constructor arguments (JSON-serializable dict), Keras-style."""
         return {"name": self.name, "trainable": self.trainable, "input_shape": self.input_shape[1:],
                 "include_top": self.include_top, "weights": self._weights_arg, "pooling": self.pooling,
-                "classes": self.classes}
+                "classes": self.classes, "classifier_activation": self.classifier_activation}
 
     def inspect(self):
         """Summary of the graph: dict(model=the _core.Model, ops, tensors, inputs, outputs,
@@ -502,9 +728,33 @@ class MobileNetV2Model(Layer):
                 f"include_top={self.include_top} pooling={self.pooling!r} output_shape={self.output_shape}>")
 
 
+def _is_hdf5(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _h5_model_path(path, alpha, include_top):
+    """(path of the float .tflite built from Keras .h5 `path`, classes or None), cached by content."""
+    from ..utils import atomic_write, cache_dir, sha256_of
+    from . import architecture, keras_h5
+
+    key = f"{sha256_of(path)[:16]}_{alpha:0.2f}_{'top' if include_top else 'notop'}"
+    out = os.path.join(cache_dir(), "models", "keras_h5", f"mobilenet_v2_{key}.tflite")
+    weights, classes = keras_h5.read_keras_h5(path, alpha=alpha, include_top=include_top)
+    if not os.path.isfile(out):
+        data = architecture.build_tflite(weights, alpha=alpha, include_top=include_top, classes=classes or 1000,
+                                         description=f"MobileNetV2 {alpha} from {os.path.basename(path)}")
+        with atomic_write(out) as f:
+            f.write(data)
+    return out, classes
+
+
 def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=None, classes=1001,
-                name=None, **kwargs):
-    """Builds an ImageNet-pretrained MobileNetV2 1.0 (Keras' ``applications.MobileNetV2``).
+                name=None, alpha=1.0, input_tensor=None, classifier_activation="softmax", **kwargs):
+    """Builds an ImageNet-pretrained MobileNetV2 (Keras' ``applications.MobileNetV2``).
 
     Args:
       input_shape (tuple | None): (H, W, 3); default (224, 224, 3). Other sizes
@@ -512,13 +762,25 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
       include_top (bool): True: class probabilities (N, 1001), softmax, index 0 =
         "background". False: features (see `pooling`).
       weights: "imagenet" (DEFAULT_IMAGENET_MODEL), "imagenet_ptq",
-        "imagenet_quant", or the path (str / PathLike) of a MobileNetV2 .tflite.
-        None (Keras' random init) is not supported.
+        "imagenet_quant", "imagenet_float" (TensorFlow's float weights, no
+        classifier: include_top=False only), the path (str / PathLike) of a
+        MobileNetV2 .tflite, or the path of a Keras .h5 weights file
+        (``keras.applications`` downloads or ``save_weights`` output, see
+        ``keras_h5``): batch norm folded, the network built from the
+        architecture for `alpha` and `input_shape` (include_top=True needs the
+        file's classifier; any input size >= 32). None (Keras' random init) is
+        not supported.
       pooling: with include_top=False: None -> (N, H/32, W/32, 1280) map
         (7x7 at 224), "avg" -> (N, 1280) global average, "max" -> (N, 1280)
         global max. Ignored when include_top=True (as in Keras).
       classes (int): must be the model's class count (1001) with include_top=True.
       name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
+      alpha (float): Keras' width multiplier, 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4;
+        other values than 1.0 need Keras .h5 weights of that width (the
+        pretrained .tflite weights are 1.0).
+      input_tensor: None only (there are no symbolic tensors here; pass `input_shape`).
+      classifier_activation ("softmax" | None): with include_top=True, probabilities (default) or,
+        with None, the classifier's logits (N, 1001), as Keras. Ignored when include_top=False.
       **kwargs: `trainable` (bool, default True).
 
     Returns:
@@ -534,6 +796,12 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     trainable = kwargs.pop("trainable", True)
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
+    if input_tensor is not None:
+        raise ValueError("`input_tensor` must be None: tflite_transfer has no symbolic tensors; pass "
+                         f"`input_shape=(H, W, 3)` instead. Received: input_tensor={type(input_tensor).__name__}")
+    if classifier_activation not in ("softmax", None):
+        raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained classifier. "
+                         f"Received: classifier_activation={classifier_activation!r}")
     if weights is None:
         raise ValueError("`weights=None` (random initialization) is not supported: tflite_transfer runs "
                          "pretrained .tflite models only. Use weights='imagenet' or the path of a .tflite file.")
@@ -549,11 +817,26 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
                          f"Received: input_shape={input_shape!r}")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if include_top and shape[:2] != (224, 224):
+    from .architecture import ALPHAS
+
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+            or float(alpha) not in ALPHAS:
+        raise ValueError(f"`alpha` must be one of {ALPHAS}. Received: alpha={alpha!r}")
+    alpha = float(alpha)
+    h5 = isinstance(weights, (str, os.PathLike)) and _is_hdf5(os.fspath(weights))
+    if alpha != 1.0 and not h5:
+        raise ValueError("`alpha` must be 1.0 for the pretrained .tflite weights (MobileNetV2 1.0); other widths "
+                         "need Keras .h5 weights of that width (weights='path/to/file.h5'). "
+                         f"Received: alpha={alpha!r}, weights={weights!r}")
+    if include_top and shape[:2] != (224, 224) and not h5:
         raise ValueError("With include_top=True the pretrained classifier needs input_shape=(224, 224, 3), "
                          f"as in Keras. Use include_top=False for other sizes. Received: input_shape={input_shape!r}")
 
-    if isinstance(weights, str) and _registry_key(weights) is not None:
+    if h5:
+        path, h5_classes = _h5_model_path(os.fspath(weights), alpha, include_top)
+        if include_top and classes == 1001:
+            classes = h5_classes  # the default: the file's classifier
+    elif isinstance(weights, str) and _registry_key(weights) is not None:
         path = weights_path(weights)
     elif isinstance(weights, (str, os.PathLike)):
         path = os.fspath(weights)
@@ -567,7 +850,8 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
                          f".tflite file. Received: weights={weights!r}")
 
     if name is None:
-        name = f"mobilenetv2_1.00_{shape[0]}"
+        name = f"mobilenetv2_{alpha:0.2f}_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
-                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
+                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable,
+                         classifier_activation=classifier_activation)
     return m
