@@ -6,7 +6,9 @@
 
 Calls ``tflite_transfer.flowers.run`` (the job behind ``./run.sh flowers``) once per seed with the
 job's own defaults unless ``--epochs`` / ``--set NAME=VALUE`` say otherwise, so whatever the job
-does (stages, options) is what is measured. The seed is the job's ``seed`` argument: it fixes the
+does (stages, options) is what is measured: with the fine-tuning stage (the job's default since it
+landed) each run also reports "<run>_fine_tuned"; ``--set fine_tune=False`` measures the frozen
+stage alone. The seed is the job's ``seed`` argument: it fixes the
 training/validation split (``validation_split=0.2, seed=...``), the head's initial weights, the
 shuffling, the dropout masks and the augmentation draws; so the spread reported here includes the
 split's.
@@ -63,6 +65,14 @@ def _parse_set(items, allowed):
     return out
 
 
+def _stages(results):
+    """(name, stage results) for each run and, when the job fine-tuned, "<run>_fine_tuned"."""
+    for name, r in results.items():
+        yield name, r
+        if isinstance(r.get("fine_tuned"), dict):
+            yield name + "_fine_tuned", r["fine_tuned"]
+
+
 def summarize(per_seed, run_names):
     """{run: {mean, std, min, max, n}} of the final validation accuracies over seeds (std: ddof=1)."""
     summary = {}
@@ -113,13 +123,13 @@ def main(argv=None):
         results = flowers.run(seed=seed, print_fn=lines.append, **options, output=None, verbose=0)
         entry = {"seed": seed, "wall_s": time.perf_counter() - t, "loadavg_1min_before": load_before,
                  "loadavg_1min_after": _loadavg(), "runs": {}}
-        for name, r in results.items():
+        for name, r in _stages(results):
             entry["runs"][name] = {"val_accuracy": r["val_accuracy"], "fit_path": r["fit_path"],
                                    "times_s": r["times_s"], "final_history": {k: v[-1] for k, v in r["history"].items()}}
             print(f"seed {seed} {name}: val_accuracy {r['val_accuracy']:.4f} ({r['fit_path']}, "
                   f"load {load_before:.1f}->{entry['loadavg_1min_after']:.1f})", flush=True)
         record["per_seed"].append(entry)
-        record["summary"] = summarize(record["per_seed"], list(results))
+        record["summary"] = summarize(record["per_seed"], list(entry["runs"]))
         with open(args.output, "w") as f:  # after every seed, so a long run leaves partial results
             json.dump(record, f, indent=1)
     record["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
