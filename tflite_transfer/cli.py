@@ -28,6 +28,9 @@ def _common(p, epochs=10):
     p.add_argument("--validation-split", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
+    p.add_argument("--dtype", default="float32", choices=("float32", "mixed_bfloat16", "int8"),
+                   help="precision of the frozen base (bf16 needs AVX512_BF16/AMX; int8: the file's own "
+                        "quantization; both need --no-fine-tune). Default %(default)s")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
                    help="undecodable photos: stop with an error naming the file (raise, default) or leave them "
@@ -213,7 +216,7 @@ def main(argv=None):
                     validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
                     output=args.output, verbose=args.verbose, fine_tune=args.fine_tune, fine_tune_at=args.fine_tune_at,
                     fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
-                    on_error=args.on_error)
+                    on_error=args.on_error, dtype=args.dtype)
     except (ValueError, OSError) as e:
         # Bad folders, files and options: the message names them; a traceback would only hide it.
         print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
