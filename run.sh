@@ -39,7 +39,7 @@ ensure_venv() {
     . "$VENV/bin/activate"
     local stamp="$VENV/.tt_installed"
     local want
-    local extras="test,report"
+    local extras="test,report,distributed"
     # TT_WITH_TF=1 also installs TensorFlow, so the Keras-parity tests run instead of
     # being reported as skipped (CI sets it).
     [ "${TT_WITH_TF:-0}" = 1 ] && extras="$extras,tf"
