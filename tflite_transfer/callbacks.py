@@ -1,5 +1,5 @@
-"""Callbacks, Keras names and behaviour: Callback, History, EarlyStopping,
-ModelCheckpoint, ReduceLROnPlateau, CSVLogger, LambdaCallback.
+"""Callbacks, Keras names and behaviour: Callback, History, ProgbarLogger,
+EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, CSVLogger, LambdaCallback.
 
 Hooks receive ``logs`` dicts of floats: "loss", metric names, and "val_"
 variants at epoch end. Epochs are 0-based in hooks (Keras).
@@ -7,6 +7,8 @@ variants at epoch end. Epochs are 0-based in hooks (Keras).
 import csv
 import math
 import os
+import sys
+import time
 
 import numpy as np
 
@@ -51,6 +53,56 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(v)
+
+
+class ProgbarLogger(Callback):
+    """Prints fit's progress to stdout, Keras' ``ProgbarLogger``; fit adds one (first in
+    the callback list) unless `callbacks` holds one.
+
+    Reads ``params["verbose"]`` (0: silent, 1: a tqdm bar per epoch with the running
+    logs, 2: one line per epoch "Epoch e/E - 1.2s - loss: ... - val_loss: ..."),
+    ``params["epochs"]`` and ``params["steps"]`` (batches per epoch).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._bar = None
+        self._t0 = None
+
+    def _open_bar(self):
+        if self._bar is None and self.params.get("verbose") == 1:
+            from tqdm.auto import tqdm
+
+            desc = f"Epoch {self._epoch + 1}/{self.params.get('epochs')}"
+            self._bar = tqdm(total=self.params.get("steps"), desc=desc, unit="step", file=sys.stdout, leave=True,
+                             dynamic_ncols=True)
+        return self._bar
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._bar = None
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._open_bar()  # after every callback's on_epoch_begin, before the first batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        bar = self._open_bar()
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items()}, refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        verbose = self.params.get("verbose")
+        bar = self._open_bar()
+        if bar is not None:
+            bar.set_postfix({k: f"{v:.4f}" for k, v in (logs or {}).items()}, refresh=True)
+            bar.close()
+            self._bar = None
+        elif verbose == 2:
+            dt = time.perf_counter() - self._t0
+            print(f"Epoch {epoch + 1}/{self.params.get('epochs')} - {dt:.1f}s - " +
+                  " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items()), flush=True)
 
 
 def _mode_op(mode, monitor):

@@ -3,7 +3,7 @@ Flatten, Rescaling, and the L2 kernel regularizer.
 
 Arrays are NumPy, batch-first, float32 out. Dense runs its inner product in C
 (oneDNN, ``tflite_transfer._core.DensePlan``); inside ``Sequential.fit`` the
-head (Dense / Dropout) is trained by the C trainer (see ``models.py``).
+head (Dense / Dropout) is trained by the C trainer (see ``models/head.py``).
 """
 import math
 import threading

@@ -1,0 +1,189 @@
+"""``Sequential`` (Keras' ``models/sequential.py``): the layer stack, build,
+compile, weights, summary and save. Training and inference (fit / evaluate /
+predict) come from the ``Trainer`` mixin (``trainer.py``); the save format and
+``load_model`` are in ``saving.py``.
+"""
+import numpy as np
+
+from .. import losses as losses_module
+from .. import metrics as metrics_module
+from .. import optimizers as optimizers_module
+from ..layers.base import Layer
+from ..layers.core import _new_seed
+from . import saving
+from .data_adapters import _is_dataset
+from .trainer import Trainer
+
+
+class Sequential(Trainer):
+    """A linear stack of layers, Keras' ``keras.Sequential``.
+
+    Args:
+      layers (list of Layer | None): the layers, input first.
+      name (str | None): model name.
+
+    Attributes: ``layers``, ``optimizer``, ``loss``, ``metrics`` (after compile),
+    ``history`` (after fit), ``last_fit_path`` ("feature_cache" | "per_batch"),
+    ``stop_training`` (callbacks set it).
+    """
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or "sequential"
+        self._layers = []
+        for l in layers or []:
+            self.add(l)
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self._metric_ids = []
+        self.stop_training = False
+        self.history = None
+        self.last_fit_path = None
+        self._build_shape = None
+        self._rng = np.random.default_rng(_new_seed())  # layers.set_random_seed makes it reproducible
+
+    # -- structure -----------------------------------------------------------
+    @property
+    def layers(self):
+        return list(self._layers)
+
+    def add(self, layer):
+        """Appends `layer` (a Layer instance); ValueError otherwise."""
+        if not isinstance(layer, Layer):
+            raise ValueError(f"Sequential only accepts Layer instances. Received: {layer!r}")
+        self._layers.append(layer)
+        self._build_shape = None
+
+    def build(self, input_shape):
+        """Builds every layer for `input_shape` (tuple, batch first, batch may be None)."""
+        if not self._layers:
+            raise ValueError("The Sequential model has no layers; add some first.")
+        shape = (None,) + tuple(input_shape[1:])
+        for l in self._layers:
+            if not l.built:
+                l.build(shape)
+            shape = tuple(l.compute_output_shape(shape))
+        self._build_shape = (None,) + tuple(input_shape[1:])
+
+    @property
+    def built(self):
+        return self._build_shape is not None
+
+    def _output_shapes(self):
+        shape, out = self._build_shape, []
+        for l in self._layers:
+            shape = tuple(l.compute_output_shape(shape))
+            out.append(shape)
+        return out
+
+
+    # -- compile ---------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None):
+        """Configures training (Keras' compile).
+
+        Args:
+          optimizer (str | Optimizer): "adam", "sgd", "rmsprop", "adamw" or an instance.
+          loss (str | Loss): "sparse_categorical_crossentropy", "categorical_crossentropy",
+            "binary_crossentropy" or an instance. Required.
+          metrics (list | None): "accuracy" (resolved by the loss, Keras), metric names or instances.
+        Raises ValueError for unknown identifiers or a missing loss.
+        """
+        if loss is None:
+            raise ValueError("`loss` is required, e.g. loss='sparse_categorical_crossentropy'.")
+        self.optimizer = optimizers_module.get(optimizer)
+        self.loss = losses_module.get(loss)
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, (str, metrics_module.Metric)):
+            metrics = [metrics]
+        self._metric_ids = list(metrics)
+        self.metrics = [metrics_module.get(m, self.loss) for m in metrics]
+
+    # -- data plumbing -----------------------------------------------------------
+    def _check_input_shape(self, x, name):
+        """ValueError naming `name` when array `x` does not fit the built input shape."""
+        if self.built and tuple(x.shape[1:]) != tuple(self._build_shape[1:]):
+            raise ValueError(f"`{name}` must have shape (N,) + {tuple(self._build_shape[1:])} to match the "
+                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}")
+
+    def _ensure_built(self, x_or_ds):
+        if self.built:
+            if not _is_dataset(x_or_ds):
+                self._check_input_shape(np.asarray(x_or_ds), "x")
+            return
+        if _is_dataset(x_or_ds):
+            for images, _ in x_or_ds:
+                self.build((None,) + tuple(np.asarray(images).shape[1:]))
+                return
+            raise ValueError("The dataset is empty.")
+        self.build((None,) + tuple(np.asarray(x_or_ds).shape[1:]))
+
+
+    def __call__(self, x, training=False):
+        """Forward pass on a NumPy batch (layers' own call)."""
+        x = np.asarray(x)
+        self._ensure_built(x)
+        for l in self._layers:
+            x = l(x, training=training)
+        return x
+
+    # -- weights -------------------------------------------------------------------------
+    def get_weights(self):
+        """All layers' weights (float32 copies), layer order then Keras order within a layer."""
+        return [w for l in self._layers for w in l.get_weights()]
+
+    def set_weights(self, weights):
+        """Sets weights from a list like get_weights(); ValueError on a count or shape mismatch
+        (nothing is changed then)."""
+        weights = list(weights)
+        counts = [len(l.get_weights()) for l in self._layers]
+        if len(weights) != sum(counts):
+            raise ValueError(f"`weights` must be a list of {sum(counts)} arrays (like get_weights()). "
+                             f"Received: {len(weights)}")
+        i = 0
+        pending = []
+        for l, c in zip(self._layers, counts):
+            cur = l.get_weights()
+            for j in range(c):
+                if np.shape(weights[i + j]) != cur[j].shape:
+                    raise ValueError(f"`weights`[{i + j}] (layer {l.name!r}) must have shape {cur[j].shape}. "
+                                     f"Received: {np.shape(weights[i + j])}")
+            pending.append((l, weights[i:i + c]))
+            i += c
+        for l, w in pending:
+            if w:
+                l.set_weights(w)
+
+    def count_params(self):
+        return int(sum(l.count_params() for l in self._layers))
+
+    # -- summary ----------------------------------------------------------------------------
+    def summary(self, print_fn=None):
+        """Prints a Keras-like table: layer (type), output shape, params; then total,
+        trainable and non-trainable parameter counts. Builds nothing: call fit / build first
+        for shapes (unbuilt shapes print as '?')."""
+        print_fn = print_fn or print
+        shapes = self._output_shapes() if self.built else ["?"] * len(self._layers)
+        rows = [(f"{l.name} ({type(l).__name__})", str(s), f"{l.count_params():,}") for l, s in zip(self._layers, shapes)]
+        w = [max([len(r[i]) for r in rows] + [len(h)]) + 2 for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
+        line = "=" * sum(w)
+        print_fn(f'Model: "{self.name}"')
+        print_fn("_" * sum(w))
+        print_fn("Layer (type)".ljust(w[0]) + "Output Shape".ljust(w[1]) + "Param #".rjust(w[2]))
+        print_fn(line)
+        for r in rows:
+            print_fn(r[0].ljust(w[0]) + r[1].ljust(w[1]) + r[2].rjust(w[2]))
+        print_fn(line)
+        total = self.count_params()
+        trainable = sum(l.count_params() for l in self._layers if l.trainable)
+        print_fn(f" Total params: {total:,}")
+        print_fn(f" Trainable params: {trainable:,}")
+        print_fn(f" Non-trainable params: {total - trainable:,}")
+        print_fn("_" * sum(w))
+
+    # -- save --------------------------------------------------------------------------------
+    def save(self, filepath):
+        """Saves architecture, weights and compile config to a zip (format in
+        ``models/saving.py``), atomically. The base is saved by reference (path + SHA-256).
+        Raises ValueError when the model is not built."""
+        saving.save_model(self, filepath)
