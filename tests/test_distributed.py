@@ -126,23 +126,20 @@ def test_shards_on_disk_and_fit_on_them_equal_a_single_machine_fit(client, photo
     hist_a = full.fit(ds, epochs=3, verbose=0)
     assert full.last_fit_path == "feature_cache"
 
-    # Cluster: features to shards, read back on the client, a head alone trained on them.
+    # Cluster: features to .npy shards, a head alone trained on them on the client.
     out = tmp_path / "feats"
+    src = tt.data.image_dataset_from_directory(photo_dir, image_size=(224, 224), shuffle=False, verbose=False)
     with pytest.warns(UserWarning):
-        res = ttd.predict(base, _dataset(photo_dir), client=client, partition_size=16, on_error="skip",
-                          output=out, verbose=0)
+        res = ttd.predict(base, src, client=client, partition_size=16, on_error="skip", output=out, verbose=0)
     assert res.predictions is None and len(res.shards) == 5 and all(os.path.exists(s) for s in res.shards)
     feats = ttd.load_features(out)
-    assert feats.file_paths == res.file_paths and feats.skipped == res.skipped
-    # Same files as the single-machine dataset, in its (unshuffled) order.
-    order = [feats.file_paths.index(p) for p in ds.file_paths]
-    x, y = np.asarray(feats)[order], feats.labels[order]
-    np.testing.assert_array_equal(y, ds.labels)
+    assert feats.file_paths == res.file_paths == ds.file_paths and feats.skipped == res.skipped
+    np.testing.assert_array_equal(feats.labels, ds.labels)
     head_b = layers.Dense(2, activation="softmax", seed=11)
     tt.layers.core.set_random_seed(21)
     head = tt.Sequential([head_b])
     head.compile(optimizer=tt.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    hist_b = head.fit(x, y, batch_size=16, epochs=3, verbose=0)
+    hist_b = head.fit(res, batch_size=16, epochs=3, verbose=0)  # the shards; y = their labels
     assert head.last_fit_path == "feature_cache"
     for k in ("loss", "accuracy"):
         np.testing.assert_allclose(hist_b.history[k], hist_a.history[k], rtol=1e-6, atol=1e-7)
@@ -213,3 +210,24 @@ def test_a_worker_killed_mid_run_is_restarted_and_the_result_is_the_same(client,
     res = box["res"]
     assert res.file_paths == ds.file_paths and res.skipped == []
     assert _close(res.predictions, reference)
+
+
+def test_fit_and_evaluate_take_distributed_features_and_need_labels():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 8)).astype(np.float32), rng.integers(0, 3, 40).astype(np.int32)
+    paths = [f"f{i}.jpg" for i in range(40)]
+
+    def model():
+        tt.layers.core.set_random_seed(1)
+        m = tt.Sequential([layers.Dense(3, activation="softmax", seed=2)])
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        return m
+
+    a, b = model(), model()
+    ha = a.fit(x, y, batch_size=8, epochs=2, verbose=0, validation_data=(x, y))
+    hb = b.fit(ttd.DistributedPrediction(x, paths, [], y), batch_size=8, epochs=2, verbose=0,
+               validation_data=ttd.DistributedPrediction(x, paths, [], y))
+    assert ha.history == hb.history
+    assert a.evaluate(x, y, verbose=0) == b.evaluate(ttd.DistributedPrediction(x, paths, [], y), verbose=0)
+    with pytest.raises(ValueError, match="no labels"):
+        b.fit(ttd.DistributedPrediction(x, paths, []), epochs=1, verbose=0)
