@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 
 import numpy as np
@@ -55,6 +56,10 @@ class DistributedPrediction:
       class_names (list[str] | None): the dataset's class names.
       output (str | None): the shard folder, when written.
       shards (list[str]): the shard files in order (their rows concatenate to the N outputs).
+      timings (dict): `predict`'s account, summed over tasks, in seconds: ``model_load_s``
+        (rebuilding the model; ~0 once cached), ``decode_s``, ``model_s``, ``task_s``,
+        ``worker_cpu_s`` (CPU time of the worker process during its tasks), and ``wall_s`` (the
+        client's wall clock), ``tasks``. Empty from `load_features`.
 
     ``np.asarray(result)`` gives `predictions`, so a result can be passed as ``x`` to ``fit``.
     """
@@ -66,6 +71,7 @@ class DistributedPrediction:
     class_names: object = None
     output: object = None
     shards: list = dataclasses.field(default_factory=list)
+    timings: dict = dataclasses.field(default_factory=dict)
 
     def __array__(self, dtype=None, copy=None):
         if self.predictions is None:
@@ -167,14 +173,17 @@ def _worker_model(key, blob, is_base):
 def _run_partition(index, paths, *, model_key, blob, is_base, batch_size, image_size, interp, crop, max_pixels,
                    on_error, num_threads):
     """One task: decode `paths`, run the model. Returns (index, outputs float32 (k, ...) | None,
-    kept positions int64 (k,), skipped [(position, reason)])."""
+    kept positions int64 (k,), skipped [(position, reason)], timings {name: seconds})."""
+    t0, c0 = time.perf_counter(), time.process_time()
     model = _worker_model(model_key, blob, is_base)
+    t1 = time.perf_counter()
     h, w = image_size
     loader = _core.Loader(list(paths), h, w, interp, False, crop, max_pixels, num_threads)
     try:
         images, failures = loader.wait(loader.submit(np.arange(len(paths), dtype=np.int64)))
     finally:
         loader.close()
+    t2 = time.perf_counter()
     skipped = []
     for pos, status, msg in failures:
         path = paths[pos]
@@ -190,14 +199,18 @@ def _run_partition(index, paths, *, model_key, blob, is_base, batch_size, image_
         skipped.append((int(pos), str(msg)))
     bad = {p for p, _ in skipped}
     kept = np.asarray([i for i in range(len(paths)) if i not in bad], dtype=np.int64)
-    if len(kept) == 0:
-        return index, None, kept, skipped
-    x = images if len(kept) == len(paths) else images[kept]
-    if is_base:
-        out = model.predict(x, batch_size=batch_size)
-    else:
-        out = model.predict(x, batch_size=batch_size, verbose=0)
-    return index, np.ascontiguousarray(out, dtype=np.float32), kept, skipped
+    out = None
+    if len(kept):
+        x = images if len(kept) == len(paths) else images[kept]
+        if is_base:
+            out = model.predict(x, batch_size=batch_size)
+        else:
+            out = model.predict(x, batch_size=batch_size, verbose=0)
+        out = np.ascontiguousarray(out, dtype=np.float32)
+    t3 = time.perf_counter()
+    timings = {"model_load_s": t1 - t0, "decode_s": t2 - t1, "model_s": t3 - t2, "task_s": t3 - t0,
+               "worker_cpu_s": time.process_time() - c0}
+    return index, out, kept, skipped, timings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,6 +343,8 @@ def predict(model, data, client=None, batch_size=32, partition_size=256, output=
         for f in os.listdir(output):  # a previous run's shards must not mix with this one's
             if f.startswith("part-") and f.endswith(".npy") or f in (_INDEX, "labels.npy"):
                 os.unlink(os.path.join(output, f))
+    t_start = time.perf_counter()
+    timings = {}
     blocks = [None] * len(parts)
     kept = [None] * len(parts)
     skipped_by_part = [[] for _ in parts]
@@ -339,7 +354,9 @@ def predict(model, data, client=None, batch_size=32, partition_size=256, output=
     bar = tqdm(total=len(paths), desc="predict (distributed)", unit="img", disable=verbose == 0, file=sys.stdout)
     try:
         for fut in distributed.as_completed(futures):
-            i, out, kp, sk = fut.result()
+            i, out, kp, sk, tm = fut.result()
+            for k, v in tm.items():
+                timings[k] = timings.get(k, 0.0) + v
             fut.release()
             kept[i], skipped_by_part[i] = kp, sk
             if out is not None:
@@ -354,6 +371,8 @@ def predict(model, data, client=None, batch_size=32, partition_size=256, output=
         raise
     finally:
         bar.close()
+    timings["wall_s"] = time.perf_counter() - t_start
+    timings["tasks"] = len(parts)
     keep_idx, skipped = [], []
     for i, part in enumerate(parts):
         base = i * partition_size
@@ -372,7 +391,7 @@ def predict(model, data, client=None, batch_size=32, partition_size=256, output=
     labs = None if labels is None else labels[keep_idx]
     if output is None:
         preds = np.concatenate([b for b in blocks if b is not None])
-        return DistributedPrediction(preds, file_paths, skipped, labs, class_names)
+        return DistributedPrediction(preds, file_paths, skipped, labs, class_names, timings=timings)
     shards = [f"part-{i:05d}.npy" for i in range(len(parts)) if shard_rows[i]]
     if labs is not None:
         np.save(os.path.join(output, "labels.npy"), labs)
@@ -385,7 +404,7 @@ def predict(model, data, client=None, batch_size=32, partition_size=256, output=
         json.dump(index, f)
     os.replace(tmp, os.path.join(output, _INDEX))  # the index last: its presence means complete
     return DistributedPrediction(None, file_paths, skipped, labs, class_names, output,
-                                 [os.path.join(output, s) for s in shards])
+                                 [os.path.join(output, s) for s in shards], timings)
 
 
 def _identity(x):
