@@ -6,7 +6,7 @@ for decoding), reading standard ``.tflite`` models. Public modules mirror Keras:
 ``losses``, ``metrics``, ``callbacks``, ``data``, ``datasets``.
 """
 from ._native import ImageDecodeError, ModelFormatError, _core  # noqa: F401
-from . import applications, callbacks, data, datasets, layers, losses, metrics, models, optimizers  # noqa: F401
+from . import applications, callbacks, data, datasets, layers, losses, metrics, models, optimizers, utils  # noqa: F401
 from .models import Sequential  # noqa: F401
 
 __version__ = "0.1.0"

@@ -31,13 +31,24 @@ def _common(p, epochs=10):
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
+                   help="undecodable photos: stop with an error naming the file (raise, default) or leave them "
+                        "out with one warning listing them (skip)")
+    ft = p.add_argument_group("fine-tuning (stage 2, after the frozen stage)")
+    ft.add_argument("--no-fine-tune", dest="fine_tune", action="store_false",
+                    help="stop after the frozen stage (no fine-tuning of the base)")
+    ft.add_argument("--fine-tune-at", type=int, default=100,
+                    help="first trainable layer of MobileNetV2's 154 Keras layers (default %(default)s; 0: all)")
+    ft.add_argument("--fine-tune-epochs", type=int, default=10, help="fine-tuning epochs (default %(default)s)")
+    ft.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
+                    help="RMSprop learning rate of the fine-tuning stage (default %(default)s)")
 
 
 def build_parser():
     ap = argparse.ArgumentParser(prog="tflite-transfer", description="Transfer learning with MobileNetV2 (TFLite) "
                                  "and a Keras-like API, no TensorFlow needed.")
     sub = ap.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("flowers", help="the tf_flowers job (with and without augmentation)")
+    f = sub.add_parser("flowers", help="the tf_flowers job (with and without augmentation; frozen, then fine-tuned)")
     _common(f)
     g = f.add_mutually_exclusive_group()
     g.add_argument("--no-augment", action="store_true", help="only the run without augmentation")
@@ -129,7 +140,9 @@ def _image_files(paths):
     files = []
     for p in paths:
         if os.path.isdir(p):
-            files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(_IMAGE_EXTENSIONS))
+            # Hidden entries (macOS "._x.jpg", ".ipynb_checkpoints") are skipped, as the datasets do.
+            files += sorted(os.path.join(p, f) for f in os.listdir(p)
+                            if not f.startswith(".") and f.lower().endswith(_IMAGE_EXTENSIONS))
         elif os.path.exists(p):
             files.append(p)
         else:
@@ -168,6 +181,20 @@ def classify(paths, weights="imagenet", top=5, print_fn=print):
     return failed
 
 
+#: Python-API spellings in error hints -> this interface's options (hints are worded for the
+#: interface they appear in).
+_CLI_SPELLINGS = {"on_error='skip'": "--on-error skip", "on_error='raise'": "--on-error raise",
+                  "`validation_split`": "--validation-split", "validation_split": "--validation-split",
+                  "`batch_size`": "--batch-size", "`image_size`": "--image-size", "`epochs`": "--epochs"}
+
+
+def _cli_message(msg):
+    """An error message with the Python-API hints reworded as this CLI's options."""
+    for api, cli in _CLI_SPELLINGS.items():
+        msg = msg.replace(api, cli)
+    return msg
+
+
 def main(argv=None):
     """Entry point of the ``tflite-transfer`` console script; returns the exit status (int)."""
     args = build_parser().parse_args(argv)
@@ -178,7 +205,7 @@ def main(argv=None):
         try:
             return 1 if classify(args.images, weights=args.weights, top=args.top) else 0
         except (ValueError, OSError) as e:
-            print(f"tflite-transfer: {e}", file=sys.stderr)
+            print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
             return 1
     if args.command == "features":
         if args.batch_size < 1 or args.partition_size < 1 or (args.workers is not None and args.workers < 1):
@@ -195,9 +222,10 @@ def main(argv=None):
         return 0
     from . import flowers
 
-    if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0):
-        print("tflite-transfer: --epochs and --batch-size must be >= 1 and --validation-split in (0, 1).",
-              file=sys.stderr)
+    if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0) or \
+            args.fine_tune_epochs < 1:
+        print("tflite-transfer: --epochs, --fine-tune-epochs and --batch-size must be >= 1 and --validation-split "
+              "in (0, 1).", file=sys.stderr)
         return 2
     if args.command == "flowers":
         augment = (False,) if args.no_augment else (True,) if args.augment_only else (False, True)
@@ -208,10 +236,12 @@ def main(argv=None):
     try:
         flowers.run(directory=directory, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                     validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
-                    output=args.output, verbose=args.verbose)
+                    output=args.output, verbose=args.verbose, fine_tune=args.fine_tune, fine_tune_at=args.fine_tune_at,
+                    fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
+                    on_error=args.on_error)
     except (ValueError, OSError) as e:
         # Bad folders, files and options: the message names them; a traceback would only hide it.
-        print(f"tflite-transfer: {e}", file=sys.stderr)
+        print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
         return 1
     return 0
 

@@ -5,8 +5,10 @@ Follows ``keras.applications.MobileNetV2`` / ``keras.applications.mobilenet_v2``
 2018) with these differences, all forced by the pretrained ``.tflite`` files:
 
 * Weights are the dequantized float32 weights of a quantized TFLite model (batch
-  norm folded into the convolutions), run in float32; they are fixed (no
-  ``weights=None`` random init, no fine-tuning of the base).
+  norm folded into the convolutions), run in float32 (no ``weights=None`` random
+  init). ``model.layers`` lists Keras' layers as views on the folded ops (see
+  ``mobilenet_v2_layers``); fine-tuning them needs the engine's backward pass
+  (issue 8), without which ``fit`` raises NotImplementedError.
 * The classifier has **1001 outputs**: index 0 is "background", indices 1..1000
   are the ImageNet-1k classes in the usual order (Keras' index ``i`` is our
   ``i + 1``). ``decode_predictions`` knows this.
@@ -279,14 +281,22 @@ class MobileNetV2Model(Layer):
         (h = ceil(H / 32)); (None, 1280) with pooling; (None, 1001) with the top.
       include_top (bool), pooling (None | "avg" | "max"), classes (int).
       trainable (bool): default True as in Keras; set False to freeze it in a
-        Sequential (the base's weights are never updated either way).
+        Sequential. Setting it sets every layer in ``layers`` (Keras' 154 layers
+        without the top); ``fine_tune_from(100)`` (or the tutorial's loop over
+        ``layers[:100]``) freezes the bottom. Fine-tuning trains the folded
+        kernels and biases (batch norm in inference mode; see
+        ``mobilenet_v2_layers``); ``trainable_op_masks()`` and
+        ``first_trainable_op()`` give the engine what trains.
       feature_map_tensor, feature_tensor, logits_tensor, probabilities_tensor (int):
         tensor indices of the last feature map (7x7x1280 at 224), the pooled
         1280-d features, the classifier output before softmax, the model output.
     """
 
+    expects_images = True
+
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
-                 classes=1001, name=None, weights=None, trainable=True):
+                 classes=1001, name=None, weights=None, trainable=True, classifier_activation="softmax"):
+        self._layers = None
         super().__init__(name=name, trainable=trainable)
         self.weights_path = os.fspath(model_path)
         self._weights_arg = weights if weights is not None else self.weights_path
@@ -296,6 +306,12 @@ class MobileNetV2Model(Layer):
         self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
         self.probabilities_tensor = self.model.outputs[0]
         self.include_top = bool(include_top)
+        if classifier_activation not in ("softmax", None):
+            raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained "
+                             f"classifier. Received: classifier_activation={classifier_activation!r}")
+        self.classifier_activation = classifier_activation
+        # The output with the top: probabilities (softmax) or the classifier's logits (None, as Keras).
+        self._top_tensor = self.probabilities_tensor if classifier_activation == "softmax" else self.logits_tensor
         n_out = int(self.model.tensors[self.probabilities_tensor]["shape"][-1])
         if self.include_top and classes != n_out:
             raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
@@ -307,6 +323,131 @@ class MobileNetV2Model(Layer):
         self.input_shape = (None, int(h), int(w), int(c))
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
+
+    # -- Keras' layers, trainable, fine-tuning masks -----------------------------
+    @property
+    def layers(self):
+        """Keras' MobileNetV2 layers, in Keras' order with Keras' names (list of
+        ``mobilenet_v2_layers.MobileNetV2Layer``; 154 for include_top=False), each a
+        view on the .tflite op it was folded into. See
+        ``tflite_transfer.applications.mobilenet_v2_layers`` for what ``trainable``
+        means on a batch-norm, ReLU, padding or Add layer (batch norm is folded).
+
+        Raises ValueError (naming the file) if the graph is not MobileNetV2's."""
+        if self._layers is None:
+            from .mobilenet_v2_layers import build_layers
+            layers = build_layers(self)
+            for l in layers:
+                l.trainable = self._trainable
+            self._layers = layers
+        return list(self._layers)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name`, or at position `index` (Keras' get_layer); ValueError otherwise."""
+        layers = self.layers
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(layers) <= index < len(layers):
+                raise ValueError(f"`index` must be an int in [0, {len(layers)}). Received: index={index!r}")
+            return layers[int(index)]
+        for l in layers:
+            if l.name == name:
+                return l
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in layers]}.")
+
+    @property
+    def trainable(self):
+        """bool. Setting it sets every layer of ``layers`` too, as Keras does; with
+        ``trainable = False`` nothing in the base trains, whatever its layers say."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        if self._layers is not None:
+            for l in self._layers:
+                l.trainable = self._trainable
+
+    def fine_tune_from(self, fine_tune_at):
+        """The tutorial's recipe: ``base.trainable = True`` then
+        ``for layer in base.layers[:fine_tune_at]: layer.trainable = False``.
+
+        Args:
+          fine_tune_at (int): index in ``layers`` of the first trainable layer,
+            0 <= fine_tune_at < len(layers) (0: the whole network; 100: from
+            ``block_11_expand_relu``, i.e. block 11's depthwise on, as in Keras).
+
+        Returns:
+          self.
+
+        Raises:
+          ValueError: `fine_tune_at` is not an int in that range.
+        """
+        n = len(self.layers)
+        if isinstance(fine_tune_at, bool) or not isinstance(fine_tune_at, (int, np.integer)) or \
+                not 0 <= fine_tune_at < n:
+            raise ValueError(f"`fine_tune_at` must be an int in [0, {n}) (an index into the {n} layers of "
+                             f"{self.name!r}). Received: fine_tune_at={fine_tune_at!r}")
+        self.trainable = True
+        for l in self._layers[:int(fine_tune_at)]:
+            l.trainable = False
+        return self
+
+    def trainable_op_masks(self):
+        """What may train, per .tflite op: the interface of the C training plan.
+
+        Returns:
+          dict {op index (int): (kernel_trainable (bool), bias_trainable (bool))} with one
+          entry for every op that has Keras weights (the 52 convolutions of the base, plus
+          the classifier with include_top=True). The kernel is trainable when
+          ``self.trainable`` and the op's Conv2D / DepthwiseConv2D layer is; the bias when
+          ``self.trainable`` and its BatchNormalization layer is (both: the Dense layer).
+        """
+        masks = {}
+        for l in self.layers:
+            if l.op_index is None or (l.kernel_tensor is None and l.bias_tensor is None):
+                continue
+            k, b = masks.get(l.op_index, (False, False))
+            on = self._trainable and l.trainable
+            if l.kernel_tensor is not None:
+                k = on
+            if l.bias_tensor is not None:
+                b = on
+            masks[l.op_index] = (k, b)
+        return masks
+
+    def first_trainable_op(self):
+        """The lowest .tflite op index with a trainable kernel or bias (int), or None when
+        nothing in the base trains: the boundary below which the base runs forward only."""
+        ops = [i for i, (k, b) in self.trainable_op_masks().items() if k or b]
+        return min(ops) if ops else None
+
+    @property
+    def trainable_weights(self):
+        """Float32 copies of the trainable weights, layer order (Keras layout; see ``layers``)."""
+        if not self._trainable:
+            return []
+        return [w for l in self.layers if l.trainable for w in l.get_weights()]
+
+    @property
+    def non_trainable_weights(self):
+        """Float32 copies of the weights that do not train, layer order (Keras layout)."""
+        return [w for l in self.layers if not (self._trainable and l.trainable) for w in l.get_weights()]
+
+    def _flatten_layers(self):
+        try:
+            return [self] + self.layers
+        except ValueError:  # not MobileNetV2's structure: no Keras layers to list
+            return [self]
+
+    def _trainable_param_count(self):
+        """Number of trainable scalar weights (folded; see ``layers``)."""
+        if not self._trainable:
+            return 0
+        try:
+            layers = self.layers
+        except ValueError:  # not MobileNetV2's structure: all or nothing
+            return self.count_params()
+        return int(sum(l.count_params() for l in layers if l.trainable))
 
     # -- shapes ---------------------------------------------------------------
     def build(self, input_shape):
@@ -322,8 +463,8 @@ class MobileNetV2Model(Layer):
         """Output shape (batch None) for `input_shape` (None, H, W, 3) (tuple)."""
         _, h, w, _ = input_shape
         if self.include_top:
-            shp = self.model.output_shape(self.probabilities_tensor, batch=1, height=h, width=w)
-            return (None,) + tuple(shp[1:])
+            shp = self.model.output_shape(self._top_tensor, batch=1, height=h, width=w)
+            return (None, int(shp[-1]))
         shp = self.model.output_shape(self.feature_map_tensor, batch=1, height=h, width=w)
         if self.pooling is None:
             return (None,) + tuple(shp[1:])
@@ -356,19 +497,39 @@ class MobileNetV2Model(Layer):
         if not np.isfinite(x).all():
             raise ValueError("`x` contains NaN or infinite values. "
                              f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
-        lo, hi = float(x.min()), float(x.max())
-        if hi > 1.5 or lo < -1.5:
-            warnings.warn(f"`x` is float with values in [{lo:g}, {hi:g}], but MobileNetV2 expects inputs in "
-                          "[-1, 1]. Pass uint8 images, or scale float images with "
-                          "`tflite_transfer.applications.mobilenet_v2.preprocess_input` first.",
-                          UserWarning, stacklevel=3)
+        self._check_scale(x)
         return x
+
+    def _check_scale(self, x):
+        """Warns (once per model) when a float batch does not look like ``preprocess_input``'s
+        output in [-1, 1]: raw [0, 255] values, [0, 1] values (``image / 255``, ``Rescaling(1/255)``),
+        or values in [-1.008, -0.992] (``preprocess_input`` applied twice). Each costs accuracy
+        silently otherwise (on grace_hopper.bmp the top-1 leaves "military uniform")."""
+        if getattr(self, "_scale_warned", False):
+            return
+        lo, hi = float(x.min()), float(x.max())
+        what = None
+        if hi > 1.5 or lo < -1.5:
+            what = "looks like raw pixels in [0, 255]"
+        elif lo >= 0.0 and 0.0 < hi <= 1.0:
+            what = "looks like images scaled to [0, 1] (image / 255 or Rescaling(1/255))"
+        elif hi > lo and lo >= -1.0 - 1.5 / 127.5 and hi <= -1.0 + 1.5 / 127.5:
+            what = "looks like `preprocess_input` applied twice"
+        if what is None:
+            return
+        self._scale_warned = True
+        warnings.warn(f"{self.name!r}: `x` is float with values in [{lo:g}, {hi:g}], which {what}, but "
+                      "MobileNetV2 expects float inputs in [-1, 1]. Pass uint8 images (scaled inside), or "
+                      "scale float RGB in [0, 255] once with "
+                      "`tflite_transfer.applications.mobilenet_v2.preprocess_input`. (Warned once per model.)",
+                      UserWarning, stacklevel=4)
 
     # -- compute ----------------------------------------------------------------
     def _forward(self, xb, pooling):
         """One engine run on a prepared batch (N, H, W, 3) float32."""
         if self.include_top:
-            return self.model.run(xb, self.probabilities_tensor)
+            y = self.model.run(xb, self._top_tensor)
+            return y.reshape(y.shape[0], -1)  # logits come as (N, 1, 1, 1001) from a 1x1 conv
         if pooling is None:
             return self.model.run(xb, self.feature_map_tensor)
         if pooling == "avg" and self._hw == self._native_hw():
@@ -442,7 +603,7 @@ class MobileNetV2Model(Layer):
         return [op for op in self.model.ops if op["index"] in need]
 
     def _output_dependency(self):
-        return self.probabilities_tensor if self.include_top else self.feature_map_tensor
+        return self._top_tensor if self.include_top else self.feature_map_tensor
 
     def get_weights(self):
         """Float32 copies of the weights and biases of the conv / depthwise / FC ops
@@ -487,7 +648,7 @@ class MobileNetV2Model(Layer):
         """Constructor arguments (JSON-serializable dict), Keras-style."""
         return {"name": self.name, "trainable": self.trainable, "input_shape": self.input_shape[1:],
                 "include_top": self.include_top, "weights": self._weights_arg, "pooling": self.pooling,
-                "classes": self.classes}
+                "classes": self.classes, "classifier_activation": self.classifier_activation}
 
     def inspect(self):
         """Summary of the graph: dict(model=the _core.Model, ops, tensors, inputs, outputs,
@@ -503,7 +664,7 @@ class MobileNetV2Model(Layer):
 
 
 def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=None, classes=1001,
-                name=None, **kwargs):
+                name=None, alpha=1.0, input_tensor=None, classifier_activation="softmax", **kwargs):
     """Builds an ImageNet-pretrained MobileNetV2 1.0 (Keras' ``applications.MobileNetV2``).
 
     Args:
@@ -519,6 +680,11 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         global max. Ignored when include_top=True (as in Keras).
       classes (int): must be the model's class count (1001) with include_top=True.
       name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
+      alpha (float): the width multiplier; 1.0, the width of the pretrained .tflite weights (other
+        values raise ValueError naming `alpha`).
+      input_tensor: None only (there are no symbolic tensors here; pass `input_shape`).
+      classifier_activation ("softmax" | None): with include_top=True, probabilities (default) or,
+        with None, the classifier's logits (N, 1001), as Keras. Ignored when include_top=False.
       **kwargs: `trainable` (bool, default True).
 
     Returns:
@@ -534,6 +700,15 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     trainable = kwargs.pop("trainable", True)
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or float(alpha) != 1.0:
+        raise ValueError("`alpha` must be 1.0: the pretrained .tflite weights are MobileNetV2 1.0 (Keras' other "
+                         f"widths 0.35, 0.5, 0.75, 1.3, 1.4 have no weights here). Received: alpha={alpha!r}")
+    if input_tensor is not None:
+        raise ValueError("`input_tensor` must be None: tflite_transfer has no symbolic tensors; pass "
+                         f"`input_shape=(H, W, 3)` instead. Received: input_tensor={type(input_tensor).__name__}")
+    if classifier_activation not in ("softmax", None):
+        raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained classifier. "
+                         f"Received: classifier_activation={classifier_activation!r}")
     if weights is None:
         raise ValueError("`weights=None` (random initialization) is not supported: tflite_transfer runs "
                          "pretrained .tflite models only. Use weights='imagenet' or the path of a .tflite file.")
@@ -569,5 +744,6 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     if name is None:
         name = f"mobilenetv2_1.00_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
-                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
+                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable,
+                         classifier_activation=classifier_activation)
     return m

@@ -19,6 +19,12 @@ class Layer:
     """
 
     is_random = False
+    #: True for layers whose output shape is their input shape (augmentation except RandomCrop,
+    #: Rescaling, Dropout): Sequential looks through them for a layer that fixes the input shape.
+    preserves_shape = False
+    #: True for layers that take batches of images (N, H, W, C) (augmentation, 2D poolings, bases):
+    #: Sequential then names a missing batch axis instead of failing inside a layer.
+    expects_images = False
     _counters = {}
 
     def __init__(self, name=None, trainable=True):
@@ -66,6 +72,27 @@ class Layer:
     def count_params(self):
         """Number of scalar weights (int)."""
         return int(sum(int(np.prod(w.shape)) for w in self.get_weights()))
+
+    @property
+    def trainable_weights(self):
+        """The weights `fit` updates (float32 copies, Keras order): all of them when
+        ``trainable``, else none. Layers with sub-layers (the MobileNetV2 base) override."""
+        return self.get_weights() if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        """The weights `fit` leaves alone (float32 copies, Keras order)."""
+        return [] if self.trainable else self.get_weights()
+
+    def _trainable_param_count(self):
+        """Number of trainable scalar weights (int), for summary(); Keras counts
+        ``trainable_weights``."""
+        return self.count_params() if self.trainable else 0
+
+    def _flatten_layers(self):
+        """This layer and its sub-layers (Keras' ``_flatten_layers``), e.g. for the
+        'trainable changed since compile' check."""
+        return [self] + [l for sub in getattr(self, "_layers", None) or [] for l in sub._flatten_layers()]
 
     def get_config(self):
         """Constructor arguments as a JSON-serializable dict (for save / load_model)."""

@@ -3,6 +3,8 @@ compile, weights, summary and save. Training and inference (fit / evaluate /
 predict) come from the ``Trainer`` mixin (``trainer.py``); the save format and
 ``load_model`` are in ``saving.py``.
 """
+import warnings
+
 import numpy as np
 
 from .. import losses as losses_module
@@ -11,7 +13,7 @@ from .. import optimizers as optimizers_module
 from ..layers.base import Layer
 from ..layers.core import _new_seed
 from . import saving
-from .data_adapters import _is_dataset
+from .data_adapters import _is_dataset, _looks_unbatched, iter_dataset
 from .trainer import Trainer
 
 
@@ -30,6 +32,7 @@ class Sequential(Trainer):
     def __init__(self, layers=None, name=None):
         self.name = name or "sequential"
         self._layers = []
+        self._build_shape = None
         for l in layers or []:
             self.add(l)
         self.optimizer = None
@@ -39,7 +42,6 @@ class Sequential(Trainer):
         self.stop_training = False
         self.history = None
         self.last_fit_path = None
-        self._build_shape = None
         self._rng = np.random.default_rng(_new_seed())  # layers.set_random_seed makes it reproducible
 
     # -- structure -----------------------------------------------------------
@@ -53,6 +55,50 @@ class Sequential(Trainer):
             raise ValueError(f"Sequential only accepts Layer instances. Received: {layer!r}")
         self._layers.append(layer)
         self._build_shape = None
+        self._warn_rescaling_before_base()
+        shape = self._fixed_input_shape()
+        if shape is not None:
+            self.build(shape)
+
+    def _fixed_input_shape(self):
+        """The input shape the layers fix, or None: the input_shape of the first layer that was
+        built at construction (MobileNetV2, any built layer), reached through shape-preserving
+        layers only (augmentation, Rescaling, Dropout). Keras builds a Sequential at construction
+        when its first layer fixes the input shape; this also looks through the augmentation
+        layers that usually come first, so ``summary()`` shows shapes and counts before ``fit``."""
+        for l in self._layers:
+            if l.built and getattr(l, "input_shape", None) is not None:
+                return (None,) + tuple(l.input_shape[1:])
+            if not l.preserves_shape:
+                return None
+        return None
+
+    def _warn_rescaling_before_base(self):
+        """Warns once per base when a Rescaling layer (possibly through augmentation layers) feeds
+        a MobileNetV2 base with something other than [0, 255] -> [-1, 1] (``Rescaling(1/127.5,
+        offset=-1)``, the TF tutorial's, is right and passes silently; ``Rescaling(1/255)`` is not)."""
+        import warnings
+
+        from ..applications.mobilenet_v2 import MobileNetV2Model
+        from ..layers.core import Rescaling
+
+        for i, l in enumerate(self._layers):
+            if not isinstance(l, Rescaling):
+                continue
+            j = i + 1
+            while j < len(self._layers) and self._layers[j].is_random:
+                j += 1
+            base = self._layers[j] if j < len(self._layers) else None
+            if not isinstance(base, MobileNetV2Model) or getattr(base, "_scale_warned", False):
+                continue
+            lo, hi = l.offset, 255.0 * l.scale + l.offset
+            if abs(lo + 1.0) <= 0.02 and abs(hi - 1.0) <= 0.02:
+                continue
+            base._scale_warned = True
+            warnings.warn(f"Rescaling layer {l.name!r} (scale={l.scale:g}, offset={l.offset:g}) maps [0, 255] to "
+                          f"[{lo:g}, {hi:g}] before {base.name!r}, which expects [-1, 1]. MobileNetV2 scales uint8 "
+                          "images itself: remove the Rescaling layer, or use Rescaling(1/127.5, offset=-1) "
+                          "(what `mobilenet_v2.preprocess_input` does).", UserWarning, stacklevel=3)
 
     def build(self, input_shape):
         """Builds every layer for `input_shape` (tuple, batch first, batch may be None)."""
@@ -98,13 +144,51 @@ class Sequential(Trainer):
             metrics = [metrics]
         self._metric_ids = list(metrics)
         self.metrics = [metrics_module.get(m, self.loss) for m in metrics]
+        # What was trainable when compiled (Keras' _compiled_trainable_state): fit / evaluate
+        # warn when it has changed since, as Keras does.
+        self._compiled_trainable_state = self._trainable_state()
+
+    def _flatten_layers(self):
+        """Every layer, nested ones (the base's Keras layers) included, model order."""
+        return [m for l in self._layers for m in l._flatten_layers()]
+
+    def _trainable_state(self):
+        return {id(l): (l, bool(l.trainable)) for l in self._flatten_layers()}
+
+    def _warn_if_trainable_state_changed(self):
+        """UserWarning naming the layers whose ``trainable`` changed since compile()
+        (Keras 3's ``Trainer._warn_if_trainable_state_changed``, its message); warns once per
+        change. Keras 3.15 has this check but never reaches it (the call sits after the
+        ``raise`` in ``_assert_compile_called``); tf.keras 2 warned "Discrepancy between
+        trainable weights and collected trainable weights, did you set `model.trainable`
+        without calling `model.compile` after ?". Either way fit still uses the current
+        ``trainable`` flags here (our fit rebuilds its training plan on every call)."""
+        old = getattr(self, "_compiled_trainable_state", None)
+        if old is None:
+            return
+        now = self._trainable_state()
+        changed = [l.name for k, (l, t) in now.items() if k not in old or old[k][1] != t]
+        if changed:
+            shown = changed if len(changed) <= 10 else changed[:10] + [f"... ({len(changed)} in all)"]
+            warnings.warn("A layer's `trainable` state has changed since the model was compiled. Please "
+                          "recompile your model (e.g. `model.compile(...)`) before calling `fit()` or "
+                          f"`evaluate()` so the change takes effect. Changed layers: {shown}",
+                          UserWarning, stacklevel=3)
+            self._compiled_trainable_state = now
 
     # -- data plumbing -----------------------------------------------------------
     def _check_input_shape(self, x, name):
         """ValueError naming `name` when array `x` does not fit the built input shape."""
         if self.built and tuple(x.shape[1:]) != tuple(self._build_shape[1:]):
-            raise ValueError(f"`{name}` must have shape (N,) + {tuple(self._build_shape[1:])} to match the "
-                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}")
+            want = tuple(self._build_shape[1:])
+            hint = ""
+            if _looks_unbatched(x, want):
+                hint = f" This is one sample without the batch axis: pass {name}[None] (or np.expand_dims({name}, 0))."
+            elif x.ndim == 4 and len(want) == 3 and x.shape[-1] == want[-1]:
+                hint = (f" Resize the images to {want[:2]}: tt.data.load_img(path, target_size={want[:2]}) or "
+                        f"tt.data.resize({name}, {want[:2]}).")
+            raise ValueError(f"`{name}` must have shape (N,) + {want} to match the "
+                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}.{hint}")
 
     def _ensure_built(self, x_or_ds):
         if self.built:
@@ -112,11 +196,21 @@ class Sequential(Trainer):
                 self._check_input_shape(np.asarray(x_or_ds), "x")
             return
         if _is_dataset(x_or_ds):
-            for images, _ in x_or_ds:
+            # Peek in file order: building must not consume an epoch of the dataset's shuffle state.
+            for images, _ in iter_dataset(x_or_ds, file_order=True):
                 self.build((None,) + tuple(np.asarray(images).shape[1:]))
                 return
             raise ValueError("The dataset is empty.")
-        self.build((None,) + tuple(np.asarray(x_or_ds).shape[1:]))
+        x = np.asarray(x_or_ds)
+        images = any(getattr(l, "expects_images", False) for l in self._layers)
+        if images and _looks_unbatched(x, None):
+            raise ValueError(f"The model takes batches of images (N, H, W, C); `x` looks like one image without "
+                             f"the batch axis: pass x[None] (or np.expand_dims(x, 0)). Received: x.shape={x.shape}")
+        try:
+            self.build((None,) + tuple(x.shape[1:]))
+        except (ValueError, IndexError, TypeError) as e:
+            self._build_shape = None
+            raise ValueError(f"The model cannot take `x` of shape {x.shape} (batch first): {e}") from None
 
 
     def __call__(self, x, training=False):
@@ -160,8 +254,9 @@ class Sequential(Trainer):
     # -- summary ----------------------------------------------------------------------------
     def summary(self, print_fn=None):
         """Prints a Keras-like table: layer (type), output shape, params; then total,
-        trainable and non-trainable parameter counts. Builds nothing: call fit / build first
-        for shapes (unbuilt shapes print as '?')."""
+        trainable and non-trainable parameter counts. A model whose layers fix the input shape
+        (a MobileNetV2 base first, possibly after augmentation layers) is built at construction;
+        otherwise call fit / build first for shapes (unbuilt shapes print as '?')."""
         print_fn = print_fn or print
         shapes = self._output_shapes() if self.built else ["?"] * len(self._layers)
         rows = [(f"{l.name} ({type(l).__name__})", str(s), f"{l.count_params():,}") for l, s in zip(self._layers, shapes)]
@@ -175,13 +270,28 @@ class Sequential(Trainer):
             print_fn(r[0].ljust(w[0]) + r[1].ljust(w[1]) + r[2].rjust(w[2]))
         print_fn(line)
         total = self.count_params()
-        trainable = sum(l.count_params() for l in self._layers if l.trainable)
+        # Keras counts trainable_weights: a partly frozen base counts only its trainable layers'
+        # (folded) kernels and biases; see applications/mobilenet_v2_layers.py for how folded
+        # counts differ from Keras' (batch norm's 4 vectors vs 1 folded bias).
+        trainable = sum(l._trainable_param_count() for l in self._layers)
         print_fn(f" Total params: {total:,}")
         print_fn(f" Trainable params: {trainable:,}")
         print_fn(f" Non-trainable params: {total - trainable:,}")
         print_fn("_" * sum(w))
 
     # -- save --------------------------------------------------------------------------------
+    def save_weights(self, filepath):
+        """Writes the weights (not the architecture) to `filepath` (Keras' ``save_weights``):
+        ``.h5`` names as HDF5 (h5py), others as ``.npz``; the fixed pretrained base is not
+        written. Format and errors: ``models/saving.py`` ``save_weights``."""
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Loads weights written by `save_weights` or ``ModelCheckpoint(save_weights_only=True)``
+        into this model (same layers, built). Raises FileNotFoundError, ValueError naming the
+        file and layer on a mismatch (nothing is changed then)."""
+        saving.load_weights(self, filepath)
+
     def save(self, filepath):
         """Saves architecture, weights and compile config to a zip (format in
         ``models/saving.py``), atomically. The base is saved by reference (path + SHA-256).
