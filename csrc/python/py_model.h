@@ -14,6 +14,8 @@
 typedef struct engine_entry {
     tt_engine *engine;  /* owned; NULL = empty slot */
     int32_t batch, height, width, output;
+    tt_precision precision;
+    int32_t num_threads; /* the thread setting it was built with (rebuilt when the setting changes) */
     uint64_t last_used; /* LRU tick */
 } engine_entry;
 
@@ -24,6 +26,7 @@ typedef struct ModelObject {
     PyThread_type_lock lock;    /* serializes engine cache access, runs and set_tensor */
     engine_entry cache[MODEL_CACHE];
     uint64_t tick;
+    int32_t last_run_threads;   /* OpenMP threads of the last run (0: none yet) */
 } ModelObject;
 
 /* Takes the model lock, releasing the GIL while waiting. */
