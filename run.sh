@@ -3,7 +3,7 @@
 #
 #   ./run.sh flowers [options]   the flowers job (python -m tflite_transfer flowers ...)
 #   ./run.sh test [pytest args]  the test suite
-#   ./run.sh asan                reader, image-pipeline, engine-smoke and thread tests under ASan+UBSan
+#   ./run.sh asan                reader, image-pipeline, engine-smoke, thread and backward/fine-tuning tests under ASan+UBSan
 #   ./run.sh bench               the benchmarks in benchmarks/
 #   ./run.sh classify [images]   top-5 ImageNet classes of photos (default: ../shared/images)
 #
@@ -95,7 +95,7 @@ sys.exit(0 if f.startswith('$build') else 'asan: imported the wrong extension: '
     python -m pytest -p no:cacheprovider --rootdir "$ROOT" \
         "$ROOT/tests/test_reader.py" "$ROOT/tests/test_decode.py" "$ROOT/tests/test_dataset.py" \
         "$ROOT/tests/test_resize.py" "$ROOT/tests/test_augment.py" "$ROOT/tests/test_engine_smoke.py" \
-        "$ROOT/tests/test_threads.py" "$@" ;;
+        "$ROOT/tests/test_threads.py" "$ROOT/tests/test_backward.py" "$ROOT/tests/test_finetune_fit.py" "$@" ;;
 bench)
     ensure_venv; shared_defaults
     cd "$ROOT"

@@ -9,7 +9,9 @@ no speed:
 
     python benchmarks/bench_engine_ab.py --old /tmp/tt_old --new . --rounds 5
 
-Writes: benchmarks/results/engine_ab.json (with the 1-min load average before and after).
+With --raw it times ``Model.run`` (the C engine alone), so Python changes between the two
+checkouts do not count. Writes: benchmarks/results/engine_ab.json (engine_ab_raw.json with --raw),
+with the 1-min load average before and after.
 """
 import argparse
 import json
@@ -27,20 +29,23 @@ sys.path.insert(0, sys.argv[1])
 import tflite_transfer
 assert tflite_transfer.__file__.startswith(sys.argv[1]), tflite_transfer.__file__
 from tflite_transfer import applications
-batch, seconds = int(sys.argv[2]), float(sys.argv[3])
+batch, seconds, raw = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1"
 m = applications.MobileNetV2(include_top=False, pooling="avg", weights="imagenet")
 x = np.random.default_rng(0).uniform(-1, 1, (batch, 224, 224, 3)).astype(np.float32)
-m.predict(x, batch_size=batch)
+# raw: the C engine alone (Model.run), without the Python layers around it
+run = (lambda: m.model.run(x, m.feature_tensor)) if raw else (lambda: m.predict(x, batch_size=batch))
+run()
 ts, t_end = [], time.perf_counter() + seconds
 while time.perf_counter() < t_end or len(ts) < 3:
-    t0 = time.perf_counter(); m.predict(x, batch_size=batch); ts.append(time.perf_counter() - t0)
+    t0 = time.perf_counter(); run(); ts.append(time.perf_counter() - t0)
 print(json.dumps({"ips": batch / float(np.median(ts)), "n": len(ts)}))
 """
 
 
-def run(root, batch, seconds):
+def run(root, batch, seconds, raw=False):
     env = dict(os.environ, TFLITE_TRANSFER_MIRROR=os.environ.get("TFLITE_TRANSFER_MIRROR", "/work/shared/models"))
-    out = subprocess.run([sys.executable, "-c", CHILD, os.path.abspath(root), str(batch), str(seconds)],
+    out = subprocess.run([sys.executable, "-c", CHILD, os.path.abspath(root), str(batch), str(seconds),
+                          "1" if raw else "0"],
                          capture_output=True, text=True, env=env, check=True, cwd="/")
     return json.loads(out.stdout.strip().splitlines()[-1])["ips"]
 
@@ -52,14 +57,16 @@ def main(argv=None):
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--output", default=os.path.join(HERE, "results", "engine_ab.json"))
+    ap.add_argument("--raw", action="store_true", help="time Model.run (the C engine alone) instead of predict")
+    ap.add_argument("--output", default=None, help="default: results/engine_ab.json (engine_ab_raw.json with --raw)")
     args = ap.parse_args(argv)
+    args.output = args.output or os.path.join(HERE, "results", "engine_ab_raw.json" if args.raw else "engine_ab.json")
     load_before = open("/proc/loadavg").read().split()[0]
     res = {b: {"old": [], "new": []} for b in args.batches}
     for r in range(args.rounds):
         for b in args.batches:
             for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
-                res[b][name].append(run(getattr(args, name), b, args.seconds))
+                res[b][name].append(run(getattr(args, name), b, args.seconds, args.raw))
     load_after = open("/proc/loadavg").read().split()[0]
     rows = []
     print(f"{'batch':>5} {'old img/s':>10} {'new img/s':>10} {'new/old':>8}   (median of {args.rounds} rounds)")
@@ -72,7 +79,8 @@ def main(argv=None):
     print(f"1-min load average: {load_before} before, {load_after} after")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:
-        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "old": os.path.abspath(args.old),
+        json.dump({"time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "raw": args.raw,
+                   "old": os.path.abspath(args.old),
                    "new": os.path.abspath(args.new), "rounds": args.rounds, "seconds": args.seconds,
                    "loadavg_before": load_before, "loadavg_after": load_after, "rows": rows}, f, indent=2)
 

@@ -16,8 +16,7 @@ scikit-learn's classification report and confusion matrix on the validation subs
 wall time of each part (load, features, train, evaluate); saves each trained model to
 ``<output>/<run>.ttz`` (stage 2: ``<run>_fine_tuned.ttz``) and a ``summary.json``.
 
-Fine-tuning needs the backward pass through the base (issue 8): where it is missing,
-stage 2's ``fit`` raises NotImplementedError, which the job lets through (it is not caught).
+Stage 2 trains the base's top through the C engine's backward pass (``models/finetune.py``).
 """
 import json
 import os
@@ -60,7 +59,6 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
 
     Raises:
       ValueError: bad arguments (``fine_tune_at`` out of range is checked before stage 1) or data.
-      NotImplementedError: stage 2 where the engine has no backward pass through the base.
     """
     from . import applications, datasets, layers, optimizers
     from .data import image_dataset_from_directory

@@ -104,6 +104,7 @@ static int core_exec(PyObject *module) {
     if (tt_py_init_model(module) < 0) return -1;
     if (tt_py_init_image(module) < 0) return -1;
     if (tt_py_init_train(module) < 0) return -1;
+    if (tt_py_init_engine(module) < 0) return -1;
     return 0;
 }
 
@@ -115,6 +116,7 @@ static int core_traverse(PyObject *module, visitproc visit, void *arg) {
     Py_VISIT(st->ThreadPool);
     Py_VISIT(st->Loader);
     Py_VISIT(st->DensePlan);
+    Py_VISIT(st->TrainEngine);
     return 0;
 }
 
@@ -126,6 +128,7 @@ static int core_clear(PyObject *module) {
     Py_CLEAR(st->ThreadPool);
     Py_CLEAR(st->Loader);
     Py_CLEAR(st->DensePlan);
+    Py_CLEAR(st->TrainEngine);
     return 0;
 }
 

@@ -28,6 +28,7 @@ typedef struct tt_module_state {
     PyObject *ThreadPool;       /* heap type, py_image.c */
     PyObject *Loader;           /* heap type, py_image.c */
     PyObject *DensePlan;        /* heap type, py_train.c */
+    PyObject *TrainEngine;      /* heap type, py_engine.c */
 } tt_module_state;
 
 extern PyModuleDef tt_module_def;
@@ -53,5 +54,6 @@ PyObject *tt_py_raise(PyObject *module, tt_status status);
 int tt_py_init_model(PyObject *module); /* py_model.c */
 int tt_py_init_image(PyObject *module); /* py_image.c */
 int tt_py_init_train(PyObject *module); /* py_train.c */
+int tt_py_init_engine(PyObject *module); /* py_engine.c (after py_model.c: needs the Model type) */
 
 #endif /* TT_PY_COMMON_H */

@@ -12,28 +12,8 @@
 #include <string.h>
 
 #include "core/tt_threads.h"
-#include "engine/tt_engine.h"
 #include "ops/tt_ops.h"
-
-#define MODEL_CACHE 8
-
-typedef struct engine_entry {
-    tt_engine *engine;  /* owned; NULL = empty slot */
-    int32_t batch, height, width, output;
-    tt_precision precision;
-    int32_t num_threads; /* the thread setting it was built with (rebuilt when the setting changes) */
-    uint64_t last_used; /* LRU tick */
-} engine_entry;
-
-typedef struct ModelObject {
-    PyObject_HEAD
-    tt_model *model;            /* owned */
-    PyObject *name;             /* str, prefixed to error messages */
-    PyThread_type_lock lock;    /* serializes engine cache access and runs */
-    engine_entry cache[MODEL_CACHE];
-    uint64_t tick;
-    int32_t last_run_threads;   /* OpenMP threads of the last run (0: none yet) */
-} ModelObject;
+#include "python/py_model.h"
 
 static const char *dtype_name(tt_tflite_type t) {
     switch (t) {
@@ -62,7 +42,7 @@ static PyObject *raise_model_error(PyObject *module, PyObject *name, tt_status s
 /* Like raise_model_error, but every status gets the model name in front: shape
  * errors found while building an engine come either from the caller's input size
  * or from a corrupt file, and the name tells the user which model it was. */
-static PyObject *raise_named(PyObject *module, PyObject *name, tt_status status) {
+PyObject *tt_py_raise_named(PyObject *module, PyObject *name, tt_status status) {
     if (status == TT_INVALID_MODEL || status == TT_UNSUPPORTED) return raise_model_error(module, name, status);
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", tt_last_error());
@@ -78,7 +58,7 @@ static PyObject *raise_named(PyObject *module, PyObject *name, tt_status status)
 
 static PyObject *module_of(PyObject *self) { return PyType_GetModuleByDef(Py_TYPE(self), &tt_module_def); }
 
-static void lock_model(ModelObject *self) {
+void tt_py_lock_model(ModelObject *self) {
     if (!PyThread_acquire_lock(self->lock, NOWAIT_LOCK)) {
         Py_BEGIN_ALLOW_THREADS
         PyThread_acquire_lock(self->lock, WAIT_LOCK);
@@ -317,6 +297,35 @@ static PyObject *Model_get_tensor(ModelObject *self, PyObject *arg) {
     return arr;
 }
 
+static PyObject *Model_set_tensor(ModelObject *self, PyObject *args) {
+    long i;
+    PyObject *obj;
+    if (!PyArg_ParseTuple(args, "lO:set_tensor", &i, &obj)) return NULL;
+    const tt_model *m = self->model;
+    if (i < 0 || i >= m->n_tensors || !m->tensors[i].data) {
+        PyErr_Format(PyExc_ValueError, "`index` must be a float constant tensor of the model. Received: index=%ld", i);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROMANY(obj, NPY_FLOAT32, 0, 0, NPY_ARRAY_IN_ARRAY);
+    if (!a) return NULL;
+    if (PyArray_SIZE(a) != m->tensors[i].size) {
+        PyErr_Format(PyExc_ValueError, "`value` must have %lld elements (tensor %ld '%s'). Received: %lld",
+                     (long long)m->tensors[i].size, i, m->tensors[i].name, (long long)PyArray_SIZE(a));
+        Py_DECREF(a);
+        return NULL;
+    }
+    tt_py_lock_model(self);
+    tt_status s = tt_model_set_constant(self->model, (int32_t)i, (const float *)PyArray_DATA(a), PyArray_SIZE(a));
+    for (int k = 0; k < MODEL_CACHE; k++) { /* engines copied the old weights: rebuild on next use */
+        tt_engine_destroy(self->cache[k].engine);
+        self->cache[k].engine = NULL;
+    }
+    PyThread_release_lock(self->lock);
+    Py_DECREF(a);
+    if (s != TT_OK) return tt_py_raise(module_of((PyObject *)self), s);
+    Py_RETURN_NONE;
+}
+
 /* ---- running --------------------------------------------------------------- */
 
 /* Parses output_tensor (None -> the model's first output) into *out. */
@@ -364,7 +373,7 @@ static tt_engine *get_engine(ModelObject *self, int32_t n, int32_t h, int32_t w,
     Py_END_ALLOW_THREADS
     if (s != TT_OK) {
         PyObject *module = module_of((PyObject *)self);
-        if (module) raise_named(module, self->name, s);
+        if (module) tt_py_raise_named(module, self->name, s);
         return NULL;
     }
     tt_engine_destroy(victim->engine);
@@ -453,7 +462,7 @@ static PyObject *Model_run(ModelObject *self, PyObject *args, PyObject *kwds) {
     int32_t out_t;
     if (parse_output_tensor(self, out_obj, &out_t) < 0) return NULL;
 
-    lock_model(self);
+    tt_py_lock_model(self);
     PyObject *result = NULL;
     tt_engine *engine = get_engine(self, (int32_t)xd[0], (int32_t)xd[1], (int32_t)xd[2], out_t, precision);
     if (engine) {
@@ -510,7 +519,7 @@ static PyObject *Model_output_shape(ModelObject *self, PyObject *args, PyObject 
     tt_status s = tt_model_output_shape(self->model, batch, height, width, out_t, &rank, shape);
     if (s != TT_OK) {
         PyObject *module = module_of((PyObject *)self);
-        return module ? raise_named(module, self->name, s) : NULL;
+        return module ? tt_py_raise_named(module, self->name, s) : NULL;
     }
     PyObject *t = PyTuple_New(rank);
     if (!t) return NULL;
@@ -532,6 +541,10 @@ static PyMethodDef Model_methods[] = {
      "get_tensor(index) -> ndarray. A copy of constant tensor `index`, with its stored shape: float32 "
      "(dequantized: scale * (q - zero_point), per channel where the file says so; float16 converted) or int32 "
      "(integer constants without quantization). Raises ValueError for an activation or an index out of range."},
+    {"set_tensor", (PyCFunction)Model_set_tensor, METH_VARARGS,
+     "set_tensor(index, value) -> None. Overwrites float constant tensor `index` (weights or bias, its stored "
+     "size; any shape with that many elements, cast to float32), e.g. with fine-tuned weights. Cached engines are "
+     "dropped and rebuilt with the new values on their next use."},
     {"run", (PyCFunction)(void (*)(void))Model_run, METH_VARARGS | METH_KEYWORDS,
      "run(x, output_tensor=None, precision='float32') -> float32 ndarray.\n\n"
      "Forward pass on oneDNN. x: float32, C-contiguous, shape (N, H, W, C) with C the model input's channels and "

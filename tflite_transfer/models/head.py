@@ -83,8 +83,12 @@ class _Head:
         s = self._loss_fwd(logits, targets, sample_weight, self.loss.label_smoothing, probs)
         return s / len(logits) + self.regularization(), probs
 
-    def train_step(self, x, targets, sample_weight, optimizer):
-        """One optimizer step on a batch; returns (loss, model outputs (n, C))."""
+    def train_step(self, x, targets, sample_weight, optimizer, input_backward=None):
+        """One optimizer step on a batch; returns (loss, model outputs (n, C)).
+
+        input_backward: None, or a function dL/dx (n, F) float32 -> (grads, variables) of the
+        layers before the head (fine-tuning the base): their gradients join the head's in the
+        same ``optimizer.apply``, as Keras' single optimizer step over all trainable variables."""
         n = len(x)
         logits, tape = self.forward(x, training=True)
         loss, probs = self.loss_value(logits, targets, sample_weight)
@@ -102,7 +106,7 @@ class _Head:
                 _core.relu_backward(d, z, d)
             dk = np.empty_like(l.kernel)
             db = np.empty_like(l.bias)
-            dx = np.empty_like(xin) if i > first_dense else None
+            dx = np.empty_like(xin) if (i > first_dense or input_backward is not None) else None
             self._plan(l, n).backward(d, xin, l.kernel, dx, dk, db)
             if l.kernel_regularizer is not None:
                 _core.l2_backward(l.kernel, l.kernel_regularizer.l2, dk)
@@ -115,6 +119,10 @@ class _Head:
             d = dx
             if d is None:
                 break  # nothing before the first Dense needs a gradient
+        if input_backward is not None:
+            more_grads, more_vars = input_backward(d)
+            grads += more_grads
+            variables += more_vars
         if variables:
             optimizer.apply(grads, variables)
         return loss, probs

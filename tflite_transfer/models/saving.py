@@ -10,7 +10,9 @@ written to a temporary file then renamed (atomic), holding
     saved by reference.
 A pretrained base (a layer with a ``weights_path`` attribute) is saved by
 reference: ``weights_ref`` = {"path", "sha256"} of its .tflite file; load_model
-checks the SHA-256. Its Keras layers' ``trainable`` flags are kept as ``frozen_layers``
+checks the SHA-256. A fine-tuned base also stores its trained tensors
+(``changed_tensors``: tensor indices; ``layer{i}_t{tensor}`` arrays in weights.npz,
+the .tflite layout), applied over the referenced file on load. Its Keras layers' ``trainable`` flags are kept as ``frozen_layers``
 (the names of the frozen ones), so a base unfrozen from ``fine_tune_at`` reloads so. The optimizer's state (moments) is not saved.
 """
 import importlib
@@ -47,6 +49,11 @@ def save_model(model, filepath):
             entry["weights_ref"] = {"path": os.path.abspath(wp), "sha256": sha256_of(wp)}
             if l._flatten_layers()[1:]:  # the base's Keras layers: which of them were frozen
                 entry["frozen_layers"] = [m.name for m in l._flatten_layers()[1:] if not m.trainable]
+            changed = getattr(l, "_fine_tuned", None) or {}
+            if changed:  # fine-tuned kernels / biases: stored here, the rest stays in the referenced file
+                entry["changed_tensors"] = sorted(int(t) for t in changed)
+                for t, w in changed.items():
+                    arrays[f"layer{i}_t{int(t)}"] = np.asarray(w, np.float32)
         else:
             for j, w in enumerate(l.get_weights()):
                 arrays[f"layer{i}_w{j}"] = w
@@ -129,6 +136,13 @@ def _load_model(filepath, custom_objects, compile):
                 raise ValueError(f"{filepath}: weights file {path} has changed (SHA-256 differs from "
                                  f"{ref['sha256']}).")
             layer = _build_base(entry, cfg, path, custom_objects)
+            changed = entry.get("changed_tensors") or []
+            if changed:  # a fine-tuned base: its trained tensors over the file's
+                layer._fine_tuned = {}
+                for t in changed:
+                    w = weights[f"layer{i}_t{int(t)}"]
+                    layer.model.set_tensor(int(t), w)
+                    layer._fine_tuned[int(t)] = w
         else:
             cls = _layer_class(entry["module"], entry["class_name"], custom_objects)
             layer = cls.from_config(cfg) if hasattr(cls, "from_config") else cls(**_accepted(cls, cfg))

@@ -5,16 +5,19 @@ Training (``fit``) splits the model in two:
   * the *head*: the trailing Dense / Dropout layers (it must end with a Dense),
     trained by the C trainer (``head.py``: oneDNN inner products, fused softmax
     or sigmoid cross-entropy, dropout, L2, optimizer updates in C);
-  * the *prefix*: every layer before it (augmentation, the frozen base,
-    pooling). Prefix layers must not have trainable weights: fine-tuning the
-    base is not supported yet (NotImplementedError).
+  * the *prefix*: every layer before it (augmentation, the base, pooling). A
+    MobileNetV2 base with trainable layers is fine-tuned through the C engine's
+    backward pass (``finetune.py``); other layers with trainable weights before
+    the head are not supported (NotImplementedError).
 
 Two paths, reported in ``history.params["feature_cache"]`` and
 ``model.last_fit_path``:
   * "feature_cache": no random layer (``is_random``) in the prefix, so the
     prefix output never changes: it is computed once for the training and the
     validation data (float32 N x F, e.g. N x 1280 for MobileNetV2 + pooling)
-    and the head trains on the cache for all epochs.
+    and the head trains on the cache for all epochs. When fine-tuning, what is
+    cached is the frozen bottom's output at the cut, and every epoch runs the
+    trainable top forward and backward.
   * "per_batch": augmentation is active, so each training batch goes through
     the prefix every epoch; a background thread loads and augments the next
     batch while the base runs on the current one. Validation features are still
@@ -36,6 +39,7 @@ from .. import metrics as metrics_module
 from ..layers.core import Dense, Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D
 from .data_adapters import (_check_x, _class_weight_array, _is_dataset, _Labels, _prefetch, _split_arrays,
                             _is_distributed_features, _unwrap_features, iter_batches)
+from .finetune import BaseTuner, build_cut_cache, find_tuned_base
 from .head import _Head
 
 History = callbacks_module.History
@@ -55,11 +59,7 @@ class Trainer:
         s = len(self._layers)
         while s > 0 and isinstance(self._layers[s - 1], (Dense, Dropout)):
             s -= 1
-        for l in self._layers[:s]:
-            if l.trainable and l.count_params() > 0:
-                raise NotImplementedError(
-                    f"Layer {l.name!r} before the classifier head has trainable weights. Fine-tuning layers "
-                    f"before the head is not supported yet: freeze it with `{l.name}.trainable = False`.")
+        find_tuned_base(self._layers[:s])  # raises for what cannot be fine-tuned
         return s
 
     def _stages(self, prefix):
@@ -144,7 +144,8 @@ class Trainer:
         Raises:
           RuntimeError: compile() was not called.
           ValueError: invalid arguments or data (the message names the argument).
-          NotImplementedError: a layer before the head has trainable weights (fine-tuning).
+          NotImplementedError: a layer before the head other than a MobileNetV2 base has trainable
+            weights.
         """
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("You must call `compile()` before `fit()`.")
@@ -204,10 +205,24 @@ class Trainer:
                                  f"Received: {type(validation_data).__name__}")
 
         stages = self._stages(prefix)
-        cached = not any(r for _, r, _ in stages)
+        tune = find_tuned_base(prefix)
+        tuner = cut = None
+        if tune is not None:
+            tuner = BaseTuner.for_base(tune[1])
+            pre_tune = self._stages(prefix[:tune[0]])
+            cached = not any(r for _, r, _ in pre_tune)
+        else:
+            cached = not any(r for _, r, _ in stages)
         self.last_fit_path = "feature_cache" if cached else "per_batch"
         timings = {"features": 0.0, "train": 0.0, "validation": 0.0}
-        if verbose:
+        if verbose and tuner is not None:
+            print(f"fit: fine-tuning {tuner.base.name!r} from layer {tuner.first_layer!r} (operator "
+                  f"{tuner.train_from}, {tuner.op_name}); the layers below it run forward only. " +
+                  ("No random layer is active: the frozen bottom runs once and its output at the cut is cached; "
+                   "every epoch trains the top on the cache (path: feature_cache)." if cached else
+                   "Random layers (augmentation) are active: every batch runs them, the frozen bottom and the "
+                   "trainable top (path: per_batch)."))
+        elif verbose:
             if cached:
                 print(f"fit: every layer before the head is frozen and none is random: computing the "
                       f"{'base ' if prefix else ''}features once and training the head on the cache "
@@ -217,7 +232,16 @@ class Trainer:
                       "base on every batch, loading the next batch in the background (path: per_batch).")
 
         t0 = time.perf_counter()
-        if cached:
+        if cached and tuner is not None:
+            cut, ytr, n_train, largest = build_cut_cache(self, tuner, pre_tune, x, None if is_ds else y, batch_size,
+                                                         labels, verbose)
+            if is_ds:
+                batch_size = int(getattr(x, "batch_size", None) or largest)
+            steps = math.ceil(n_train / batch_size)
+            if verbose:
+                print(f"fit: cut cached: {cut.nbytes / 2 ** 20:.0f} MiB in {cut.where} "
+                      f"(RAM budget TFLITE_TRANSFER_CACHE_MB={cache_mb()}).")
+        elif cached:
             feats, ytr = self._features(stages, x, None if is_ds else y, batch_size, labels, "train", verbose)
             n_train = len(feats)
             if is_ds:  # keep the dataset's own batching, as Keras does
@@ -227,7 +251,7 @@ class Trainer:
             n_train = x.num_images if is_ds and hasattr(x, "num_images") else (None if is_ds else len(x))
             steps = len(x) if is_ds else math.ceil(len(x) / batch_size)
         val_feats = val_y = None
-        if val is not None:
+        if val is not None and tuner is None:  # fine-tuning: recomputed after every epoch
             val_feats, val_y = self._features(stages, val[0], val[1], batch_size, labels, "validation", verbose)
         timings["features"] = time.perf_counter() - t0
 
@@ -241,10 +265,14 @@ class Trainer:
         # "metrics": the keys every epoch's logs will hold (Keras' params["metrics"]), so callbacks
         # can reject a monitor that will never appear in on_train_begin, not after the first epoch.
         log_keys = ["loss"] + [m.name for m in self.metrics]
-        if val_feats is not None:
+        if val is not None:  # (fine-tuning computes the validation features after each epoch)
             log_keys += ["val_" + k for k in log_keys]
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "feature_cache": cached,
                   "fit_path": self.last_fit_path, "samples": n_train, "timings": timings, "metrics": log_keys}
+        if tuner is not None:
+            params["fine_tune"] = {"first_layer": tuner.first_layer, "first_op": tuner.train_from,
+                                   "cut_bytes": cut.nbytes if cut is not None else None,
+                                   "cut_memory_mapped": bool(cut is not None and cut.mapped)}
         for c in cbs.callbacks:
             c.set_params(params)
         self.stop_training = False
@@ -255,45 +283,69 @@ class Trainer:
         n_pre = next((i for i, st in enumerate(stages) if st[2]), len(stages))
         pre, post = stages[:n_pre], stages[n_pre:]
 
-        for epoch in range(initial_epoch, epochs):
-            cbs.on_epoch_begin(epoch, {})
-            te = time.perf_counter()
-            loss_m = metrics_module.Mean("loss")
-            for m in self.metrics:
-                m.reset_state()
-            if cached:
-                order = self._rng.permutation(n_train) if shuffle else np.arange(n_train)
-                batches = ((feats[order[i:i + batch_size]], ytr[order[i:i + batch_size]])
-                           for i in range(0, n_train, batch_size))
-            else:
-                def load(item, pre=pre):
-                    xb, yb = item
-                    yb = labels.check(yb, "y")
-                    return self._run(pre, xb, True), yb
-                batches = ((self._run(post, xb, True), yb) for xb, yb in
-                           _prefetch(self._iter_batches(x, None if is_ds else y, batch_size, shuffle), load))
-            for step, (fb, yb) in enumerate(batches):
-                cbs.on_train_batch_begin(step, {})
-                sw = None if cw is None else np.ascontiguousarray(cw[labels.classes(yb)])
-                loss, out = head.train_step(fb, labels.targets(yb), sw, self.optimizer)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(f"The loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
-                                             f"lower the learning rate or check the inputs.")
-                loss_m.update_state(loss, len(fb))
+        backward = None
+        if tuner is not None:  # weightless layers in the loader thread, the base's top forward + backward here
+            pre = pre_tune
+            post = [(lambda xb, tr: tuner.forward(tuner.base._prepare(xb)), False, True)]
+            backward = tuner.backward
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cbs.on_epoch_begin(epoch, {})
+                te = time.perf_counter()
+                loss_m = metrics_module.Mean("loss")
                 for m in self.metrics:
-                    m.update_state(yb, out)  # probabilities, also with from_logits
-                logs = {"loss": loss_m.result(), **{m.name: m.result() for m in self.metrics}}
-                cbs.on_train_batch_end(step, logs)
-            timings["train"] += time.perf_counter() - te
-            logs = {"loss": float(loss_m.result()), **{m.name: float(m.result()) for m in self.metrics}}
-            if val_feats is not None:
-                tv = time.perf_counter()
-                vlogs = self._evaluate_features(head, val_feats, val_y, labels, batch_size)
-                logs.update({"val_" + k: v for k, v in vlogs.items()})
-                timings["validation"] += time.perf_counter() - tv
-            cbs.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
+                    m.reset_state()
+                if cached and tuner is not None:
+                    order = self._rng.permutation(n_train) if shuffle else np.arange(n_train)
+
+                    def top_batches(order=order):
+                        for i in range(0, n_train, batch_size):
+                            parts, idx = cut.take(order[i:i + batch_size])
+                            yield tuner.forward_top(parts), ytr[idx]
+                    batches = top_batches()
+                elif cached:
+                    order = self._rng.permutation(n_train) if shuffle else np.arange(n_train)
+                    batches = ((feats[order[i:i + batch_size]], ytr[order[i:i + batch_size]])
+                               for i in range(0, n_train, batch_size))
+                else:
+                    def load(item, pre=pre):
+                        xb, yb = item
+                        yb = labels.check(yb, "y")
+                        return self._run(pre, xb, True), yb
+                    batches = ((self._run(post, xb, True), yb) for xb, yb in
+                               _prefetch(self._iter_batches(x, None if is_ds else y, batch_size, shuffle), load))
+                for step, (fb, yb) in enumerate(batches):
+                    cbs.on_train_batch_begin(step, {})
+                    sw = None if cw is None else np.ascontiguousarray(cw[labels.classes(yb)])
+                    loss, out = head.train_step(fb, labels.targets(yb), sw, self.optimizer, input_backward=backward)
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(f"The loss became {loss} at epoch {epoch + 1}, step {step + 1}; "
+                                                 f"lower the learning rate or check the inputs.")
+                    loss_m.update_state(loss, len(fb))
+                    for m in self.metrics:
+                        m.update_state(yb, out)  # probabilities, also with from_logits
+                    logs = {"loss": loss_m.result(), **{m.name: m.result() for m in self.metrics}}
+                    cbs.on_train_batch_end(step, logs)
+                timings["train"] += time.perf_counter() - te
+                logs = {"loss": float(loss_m.result()), **{m.name: float(m.result()) for m in self.metrics}}
+                if tuner is not None:
+                    tuner.sync()  # validation, evaluate and predict see the trained weights
+                    if val is not None:
+                        tv = time.perf_counter()
+                        val_feats, val_y = self._features(stages, val[0], val[1], batch_size, labels, "validation",
+                                                          verbose)
+                        timings["features"] += time.perf_counter() - tv
+                if val_feats is not None:
+                    tv = time.perf_counter()
+                    vlogs = self._evaluate_features(head, val_feats, val_y, labels, batch_size)
+                    logs.update({"val_" + k: v for k, v in vlogs.items()})
+                    timings["validation"] += time.perf_counter() - tv
+                cbs.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            if cut is not None:
+                cut.close()
         cbs.on_train_end({})
         return history
 
@@ -378,6 +430,11 @@ class Trainer:
                 z = l(z, training=False)
             out.append(np.asarray(z, np.float32))
         return np.concatenate(out)
+
+
+def cache_mb():
+    import os
+    return os.environ.get("TFLITE_TRANSFER_CACHE_MB", "1024")
 
 
 def _check_int(name, v, lo):
