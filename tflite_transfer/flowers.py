@@ -7,7 +7,8 @@ RandomBrightness(0.2), RandomContrast(0.2)).
 Prints per-epoch metrics, the final validation accuracy, scikit-learn's
 classification report and confusion matrix on the validation subset, and the
 wall time of each stage (load, features, train, evaluate); saves each trained
-model to ``<output>/<run>.ttz`` and a ``summary.json`` with the numbers.
+model to ``<output>/<run>.ttz``, its figures as ``<output>/<run>_<figure>.png`` (training
+curves, confusion matrix, precision/recall, misclassified photos) and a ``summary.json`` with the numbers.
 """
 import json
 import os
@@ -97,6 +98,7 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
             saved = os.path.join(output, f"{name}.ttz")
             model.save(saved)
             print_fn(f"Saved the model to {saved}")
+            _write_figures(output, name, history, model, val_ds, print_fn)
         results[name] = {"val_accuracy": acc, "history": history.history, "fit_path": model.last_fit_path,
                          "classification_report": report, "confusion_matrix": cm.tolist(),
                          "y_true": y_val.tolist(), "y_pred": y_pred.tolist(), "class_names": class_names,
@@ -105,6 +107,23 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
         with open(os.path.join(output, "summary.json"), "w") as f:
             json.dump(results, f, indent=1)
     return results
+
+
+def _write_figures(output, name, history, model, val_ds, print_fn):
+    """Training curves, confusion matrix, per-class precision/recall and misclassified photos of
+    one run as ``<output>/<name>_*.png`` (``visualization.save_evaluation_figures``); skipped with
+    a message when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print_fn("Figures skipped: matplotlib is not installed (pip install tflite_transfer[report]).")
+        return {}
+    from . import evaluation, visualization
+
+    paths = visualization.save_evaluation_figures(output, history=history, report=evaluation.report(model, val_ds),
+                                                  prefix=f"{name}_")
+    print_fn(f"Figures ({', '.join(paths)}) written to {os.path.join(output, name + '_*.png')}")
+    return paths
 
 
 def _seeded(cls, *args, seed=None):
