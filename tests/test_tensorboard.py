@@ -80,3 +80,20 @@ def test_confusion_matrix_image_at_train_end(tmp_path):
 def test_bad_update_freq():
     with pytest.raises(ValueError, match="update_freq"):
         C.TensorBoard("logs", update_freq="batch")
+
+
+def test_writing_does_not_import_tensorflow(tmp_path):
+    """Even with TensorFlow installed, the callback writes without importing it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, tflite_transfer as tt\n"
+            "m = tt.Sequential([tt.layers.Dense(2, activation='softmax')])\n"
+            "m.compile('sgd', 'sparse_categorical_crossentropy', ['accuracy'])\n"
+            f"m.fit(np.ones((4, 3), np.float32), np.array([0, 1, 0, 1]), epochs=1, verbose=0, "
+            f"callbacks=[tt.callbacks.TensorBoard({str(tmp_path / 'logs')!r})])\n"
+            "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(tmp_path.parent),
+                   env={**__import__("os").environ,
+                        "PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parent.parent)})
+    assert len(list((tmp_path / "logs" / "train").iterdir())) == 1

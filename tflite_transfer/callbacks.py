@@ -378,14 +378,15 @@ class TensorBoard(Callback):
         ``visualization.plot_confusion_matrix``) is written as a PNG image summary
         ``confusion_matrix`` to the validation run, at the last epoch's step.
       class_names (list[str] | None): names for that image (default: the dataset's).
-      flush_secs (float): at most this long between flushes (all is flushed at train end).
 
-    Writing uses the ``tensorboard`` package (``pip install tflite_transfer[report]``): its
-    ``EventFileWriter`` and protobufs. Raises ImportError naming the package when it is missing.
+    Writing uses the ``tensorboard`` package (``pip install tflite_transfer[report]``): its protobufs
+    and ``RecordWriter`` (the TFRecord framing with masked CRC32C), one file per run, flushed after
+    every epoch. It never imports TensorFlow (tensorboard's own ``EventFileWriter`` does, through
+    ``tf.io.gfile``, when TensorFlow is installed). Raises ImportError naming the package when it is
+    missing.
     """
 
-    def __init__(self, log_dir="logs", update_freq="epoch", confusion_matrix_data=None, class_names=None,
-                 flush_secs=10):
+    def __init__(self, log_dir="logs", update_freq="epoch", confusion_matrix_data=None, class_names=None):
         super().__init__()
         if update_freq != "epoch":
             raise ValueError(f"Only update_freq='epoch' is supported. Received: update_freq={update_freq!r}")
@@ -393,19 +394,13 @@ class TensorBoard(Callback):
         self.update_freq = update_freq
         self.confusion_matrix_data = confusion_matrix_data
         self.class_names = class_names
-        self.flush_secs = flush_secs
         self._writers = {}
         self._last_epoch = 0
 
     def _writer(self, run):
         w = self._writers.get(run)
         if w is None:
-            try:
-                from tensorboard.summary.writer.event_file_writer import EventFileWriter
-            except ImportError as e:  # pragma: no cover - the extra is installed in CI
-                raise ImportError("callbacks.TensorBoard needs the `tensorboard` package: "
-                                  "pip install tensorboard (or tflite_transfer[report]).") from e
-            w = self._writers[run] = EventFileWriter(os.path.join(self.log_dir, run), flush_secs=self.flush_secs)
+            w = self._writers[run] = _EventFile(os.path.join(self.log_dir, run))
         return w
 
     @staticmethod
@@ -471,3 +466,34 @@ class TensorBoard(Callback):
         image = summary_pb2.Summary.Image(height=int(h), width=int(w), colorspace=4,
                                           encoded_image_string=png)
         self._writer("validation").add_event(self._event(self._last_epoch, [("confusion_matrix", image)]))
+
+
+class _EventFile:
+    """One TensorBoard event file, ``<folder>/events.out.tfevents.<time>.<host>.<pid>.<n>.v2``: the
+    version event ("brain.Event:2") then one record per ``add_event``, flushed each time."""
+
+    _count = 0
+
+    def __init__(self, folder):
+        import socket
+
+        try:
+            from tensorboard.compat.proto import event_pb2
+            from tensorboard.summary.writer.record_writer import RecordWriter
+        except ImportError as e:  # pragma: no cover - the extra is installed in CI
+            raise ImportError("callbacks.TensorBoard needs the `tensorboard` package: "
+                              "pip install tensorboard (or tflite_transfer[report]).") from e
+        os.makedirs(folder, exist_ok=True)
+        _EventFile._count += 1
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{_EventFile._count}.v2"
+        self.path = os.path.join(folder, name)
+        self._records = RecordWriter(open(self.path, "wb"))
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add_event(self, event):
+        self._records.write(event.SerializeToString())
+        self._records.flush()
+
+    def close(self):
+        if not self._records.closed:
+            self._records.close()
