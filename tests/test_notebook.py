@@ -21,7 +21,7 @@ def _outputs(nb, kind):
 
 def _images(nb):
     return [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "image/png" in o.get("data", {})]
+            if {"image/png", "image/jpeg"} & set(o.get("data", {}))]
 
 
 @pytest.fixture
