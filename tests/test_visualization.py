@@ -61,6 +61,24 @@ def test_history_with_fine_tuning_marker(tmp_path):
     np.testing.assert_array_equal(lines["start of fine-tuning"].get_xdata(), [2.5, 2.5])
 
 
+def test_history_fine_tuning_as_the_tutorial():
+    """initial_epoch=history.epoch[-1]: fit numbers the first fine-tuning epoch as the last frozen one."""
+    h1 = _history({"loss": [1.0, 0.5]})
+    h2 = _history({"loss": [0.4, 0.3]}, start=1)
+    fig = V.plot_history(h1, fine_tune_history=h2)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+    np.testing.assert_array_equal(lines["training loss"].get_xdata(), [1, 2, 2, 3])
+    np.testing.assert_array_equal(lines["start of fine-tuning"].get_xdata(), [2, 2])
+
+
+def test_history_fine_tuning_restarting_at_zero_continues():
+    h1 = _history({"loss": [1.0, 0.5]})
+    h2 = _history({"loss": [0.4]})
+    lines = {ln.get_label(): ln for ln in V.plot_history(h1, fine_tune_history=h2).axes[0].get_lines()}
+    np.testing.assert_array_equal(lines["training loss"].get_xdata(), [1, 2, 3])
+    np.testing.assert_array_equal(lines["start of fine-tuning"].get_xdata(), [2.5, 2.5])
+
+
 def test_history_unknown_metric_raises():
     with pytest.raises(ValueError, match="auc"):
         V.plot_history({"loss": [1.0]}, metrics=["auc"])

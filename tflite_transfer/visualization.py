@@ -60,8 +60,11 @@ def plot_history(history, fine_tune_history=None, metrics=None, fine_tune_epoch=
     Args:
       history: fit's ``History`` (or its ``.history`` dict: name -> list of floats per epoch).
       fine_tune_history: optional second ``History`` from fine-tuning (``fit(...,
-        initial_epoch=history.epoch[-1] + 1)``); its epochs are appended to `history`'s and a vertical
-        line "start of fine-tuning" marks where they begin (the tutorial's plot).
+        initial_epoch=history.epoch[-1])`` as the tutorial, or ``+ 1``); its epochs are appended to
+        `history`'s, keeping fit's epoch numbers (renumbered to follow on when they restart at 0),
+        and a vertical line "start of fine-tuning" marks where they begin (the tutorial's plot): on
+        the shared epoch when the first fine-tuning epoch repeats the last frozen one's number,
+        else half-way between them.
       metrics (list[str] | None): the quantities to plot; default "loss" then every other key
         without the "val_" prefix (learning_rate excluded).
       fine_tune_epoch (int | None): 0-based epoch where fine-tuning began, for a single combined
@@ -72,17 +75,23 @@ def plot_history(history, fine_tune_history=None, metrics=None, fine_tune_epoch=
     Raises: ValueError for an unknown metric name or a bad `history`.
     """
     h, epochs = _history_dict(history)
+    marker = None
     if fine_tune_history is not None:
         h2, epochs2 = _history_dict(fine_tune_history)
-        if fine_tune_epoch is None:
-            fine_tune_epoch = epochs2[0] if epochs2 else len(epochs)
-        # fit(initial_epoch=k) numbers its epochs from k; without it they restart at 0: continue.
-        if epochs2 and epochs and epochs2[0] <= epochs[-1]:
+        # fit(initial_epoch=k) numbers its epochs from k (the tutorial passes k = history.epoch[-1], so
+        # its first fine-tuning epoch shares the last frozen epoch's number); a fit without
+        # initial_epoch restarts at 0: then continue the numbering.
+        if epochs2 and epochs and epochs2[0] < epochs[-1]:
             epochs2 = [e + epochs[-1] + 1 - epochs2[0] for e in epochs2]
+        if fine_tune_epoch is None and epochs2:
             fine_tune_epoch = epochs2[0]
         keys = list(dict.fromkeys(list(h) + list(h2)))
         h = {k: h.get(k, [math.nan] * len(epochs)) + h2.get(k, [math.nan] * len(epochs2)) for k in keys}
+        if epochs and epochs2 and epochs2[0] == epochs[-1]:
+            marker = epochs2[0] + 1  # on the shared epoch number
         epochs = epochs + epochs2
+    if fine_tune_epoch is not None and marker is None:
+        marker = fine_tune_epoch + 0.5  # between the last frozen epoch and the first fine-tuning one (1-based)
     if metrics is None:
         metrics = ["loss"] if "loss" in h else []
         metrics += [k for k in h if not k.startswith("val_") and k not in ("loss", "learning_rate", "lr")]
@@ -96,8 +105,8 @@ def plot_history(history, fine_tune_history=None, metrics=None, fine_tune_epoch=
             a.plot(x, h[m], marker="o", ms=3, label=f"training {m}")
         if "val_" + m in h:
             a.plot(x, h["val_" + m], marker="o", ms=3, label=f"validation {m}")
-        if fine_tune_epoch is not None:
-            a.axvline(fine_tune_epoch + 0.5, color="gray", linestyle="--", label="start of fine-tuning")
+        if marker is not None:
+            a.axvline(marker, color="gray", linestyle="--", label="start of fine-tuning")
         a.set_xlabel("epoch")
         a.set_ylabel(m)
         a.set_title(m)
