@@ -70,7 +70,7 @@ if os.environ.get("TT_SANITIZE") == "1":
 
 ext = Extension(
     "tflite_transfer._core",
-    sources=sorted(glob.glob("csrc/*.c")),
+    sources=sorted(glob.glob("csrc/*/*.c")),
     include_dirs=["csrc", numpy.get_include(), dnnl_include, stb_include],
     library_dirs=[dnnl_lib],
     libraries=["dnnl"],

@@ -30,7 +30,7 @@ def subset(tmp_path_factory):
 def test_flowers_command_end_to_end_matches_sklearn(subset, tmp_path, capsys):
     out = tmp_path / "out"
     rc = cli.main(["flowers", "--data-dir", str(subset), "--no-augment", "--epochs", "5", "--batch-size", "8",
-                   "--output", str(out), "--verbose", "0"])
+                   "--output", str(out), "--verbose", "0", "--no-fine-tune"])
     assert rc == 0
     printed = capsys.readouterr().out
     with open(out / "summary.json") as f:
@@ -62,9 +62,59 @@ def test_flowers_command_end_to_end_matches_sklearn(subset, tmp_path, capsys):
 def test_train_command_with_augmentation_runs_per_batch(subset, tmp_path):
     out = tmp_path / "out"
     rc = cli.main(["train", str(subset), "--augment", "--epochs", "1", "--batch-size", "16", "--output", str(out),
-                   "--verbose", "0"])
+                   "--verbose", "0", "--no-fine-tune"])
     assert rc == 0
     with open(out / "summary.json") as f:
         run = json.load(f)["augmented"]
     assert run["fit_path"] == "per_batch" and len(run["history"]["val_accuracy"]) == 1
     assert os.path.exists(run["model_path"])
+
+
+# The fine-tuning stage needs the backward pass through the base (issue 8, the C engine). Until it
+# lands, stage 2's fit raises exactly the NotImplementedError below; this test accepts that one
+# error only (as an xfail, visible in the test summary) and checks everything up to it.
+_NO_BACKWARD = "Fine-tuning layers before the head is not supported yet"
+
+
+def test_default_job_fine_tunes_after_the_frozen_stage(subset, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["flowers", "--data-dir", str(subset), "--no-augment", "--epochs", "1", "--fine-tune-epochs", "1",
+            "--fine-tune-at", "140", "--batch-size", "8", "--output", str(out), "--verbose", "0"]
+    try:
+        rc = cli.main(argv)
+    except NotImplementedError as e:
+        assert _NO_BACKWARD in str(e)
+        printed = capsys.readouterr().out
+        # Stage 1 finished and reported; stage 2 started with the tutorial's recipe.
+        assert "Final validation accuracy (no_augmentation)" in printed and "Confusion matrix" in printed
+        assert (out / "no_augmentation.ttz").exists()
+        assert "fine-tuning from layer 140 (block_15_project)" in printed
+        pytest.xfail("no backward pass through the base yet (issue 8, C engine)")
+    assert rc == 0
+    printed = capsys.readouterr().out
+    with open(out / "summary.json") as f:
+        run = json.load(f)["no_augmentation"]
+    fine = run["fine_tuned"]
+    # fit(epochs=1 + 1, initial_epoch=history.epoch[-1] = 0): the tutorial's numbering.
+    assert run["epochs"] == [0] and fine["epochs"] == [0, 1]
+    assert fine["fine_tune_at"] == 140 and fine["trainable_params"] > 1280 * 2 + 2
+    assert "Final validation accuracy (no_augmentation fine-tuned)" in printed
+    assert printed.count("Classification report") == 2 and printed.count("Confusion matrix") == 2
+    assert fine["classification_report"] in printed
+    assert os.path.exists(fine["model_path"])
+    assert (out / "no_augmentation_fine_tuned_training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("bad", ["154", "-1"])
+def test_fine_tune_at_out_of_range_fails_before_any_training(subset, tmp_path, capsys, bad):
+    rc = cli.main(["flowers", "--data-dir", str(subset), "--no-augment", "--epochs", "1", "--output",
+                   str(tmp_path / "out"), "--verbose", "0", "--fine-tune-at", bad])
+    captured = capsys.readouterr()
+    assert rc == 1
+    assert f"`fine_tune_at` must be an int in [0, 154)" in captured.err and f"fine_tune_at={bad}" in captured.err
+    assert "Final validation accuracy" not in captured.out
+
+
+def test_fine_tune_epochs_below_one_is_a_usage_error(subset, tmp_path, capsys):
+    assert cli.main(["flowers", "--data-dir", str(subset), "--fine-tune-epochs", "0"]) == 2
+    assert "--fine-tune-epochs" in capsys.readouterr().err

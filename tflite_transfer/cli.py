@@ -29,13 +29,21 @@ def _common(p, epochs=10):
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    ft = p.add_argument_group("fine-tuning (stage 2, after the frozen stage)")
+    ft.add_argument("--no-fine-tune", dest="fine_tune", action="store_false",
+                    help="stop after the frozen stage (no fine-tuning of the base)")
+    ft.add_argument("--fine-tune-at", type=int, default=100,
+                    help="first trainable layer of MobileNetV2's 154 Keras layers (default %(default)s; 0: all)")
+    ft.add_argument("--fine-tune-epochs", type=int, default=10, help="fine-tuning epochs (default %(default)s)")
+    ft.add_argument("--fine-tune-learning-rate", type=float, default=1e-5,
+                    help="RMSprop learning rate of the fine-tuning stage (default %(default)s)")
 
 
 def build_parser():
     ap = argparse.ArgumentParser(prog="tflite-transfer", description="Transfer learning with MobileNetV2 (TFLite) "
                                  "and a Keras-like API, no TensorFlow needed.")
     sub = ap.add_subparsers(dest="command", required=True)
-    f = sub.add_parser("flowers", help="the tf_flowers job (with and without augmentation)")
+    f = sub.add_parser("flowers", help="the tf_flowers job (with and without augmentation; frozen, then fine-tuned)")
     _common(f)
     g = f.add_mutually_exclusive_group()
     g.add_argument("--no-augment", action="store_true", help="only the run without augmentation")
@@ -114,9 +122,10 @@ def main(argv=None):
             return 1
     from . import flowers
 
-    if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0):
-        print("tflite-transfer: --epochs and --batch-size must be >= 1 and --validation-split in (0, 1).",
-              file=sys.stderr)
+    if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0) or \
+            args.fine_tune_epochs < 1:
+        print("tflite-transfer: --epochs, --fine-tune-epochs and --batch-size must be >= 1 and --validation-split "
+              "in (0, 1).", file=sys.stderr)
         return 2
     if args.command == "flowers":
         augment = (False,) if args.no_augment else (True,) if args.augment_only else (False, True)
@@ -127,7 +136,8 @@ def main(argv=None):
     try:
         flowers.run(directory=directory, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                     validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
-                    output=args.output, verbose=args.verbose)
+                    output=args.output, verbose=args.verbose, fine_tune=args.fine_tune, fine_tune_at=args.fine_tune_at,
+                    fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate)
     except (ValueError, OSError) as e:
         # Bad folders, files and options: the message names them; a traceback would only hide it.
         print(f"tflite-transfer: {e}", file=sys.stderr)

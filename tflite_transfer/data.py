@@ -1,6 +1,6 @@
 """Image input pipeline: decoding, resizing and folder datasets (``keras.utils`` counterparts).
 
-Everything heavy runs in C (``csrc/image_*.c``, ``csrc/loader.c``): stb_image decodes JPEG
+Everything heavy runs in C (``csrc/image/``): stb_image decodes JPEG
 (baseline and progressive), PNG (1-16 bit, gray, palette, RGBA), BMP and GIF (first frame);
 resizing follows ``tf.image.resize``; folder datasets decode and resize upcoming batches on a
 pool of C threads with the GIL released.
@@ -43,7 +43,7 @@ ALLOWLIST_FORMATS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 _INTERPOLATIONS = {"bilinear": 0, "nearest": 1}
 _KERAS_ONLY = ("bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
-_STATUS_DECODE, _STATUS_IO, _STATUS_OOM = 4, 6, 5
+_STATUS_DECODE, _STATUS_IO, _STATUS_OOM = _core.TT_DECODE_ERROR, _core.TT_IO_ERROR, _core.TT_OUT_OF_MEMORY
 
 _max_pixels = [int(_core.DEFAULT_MAX_PIXELS)]
 _pool_lock = threading.Lock()

@@ -1,4 +1,4 @@
-"""Optimizers with Keras 3's defaults and update rules; updates run in C (csrc/optim.c).
+"""Optimizers with Keras 3's defaults and update rules; updates run in C (csrc/train/optim.c).
 
 ``SGD``, ``Adam``, ``AdamW``, ``RMSprop`` and the learning-rate schedules
 ``schedules.ExponentialDecay`` and ``schedules.CosineDecay``. Strings "sgd",

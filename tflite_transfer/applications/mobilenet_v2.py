@@ -5,8 +5,10 @@ Follows ``keras.applications.MobileNetV2`` / ``keras.applications.mobilenet_v2``
 2018) with these differences, all forced by the pretrained ``.tflite`` files:
 
 * Weights are the dequantized float32 weights of a quantized TFLite model (batch
-  norm folded into the convolutions), run in float32; they are fixed (no
-  ``weights=None`` random init, no fine-tuning of the base).
+  norm folded into the convolutions), run in float32 (no ``weights=None`` random
+  init). ``model.layers`` lists Keras' layers as views on the folded ops (see
+  ``mobilenet_v2_layers``); fine-tuning them needs the engine's backward pass
+  (issue 8), without which ``fit`` raises NotImplementedError.
 * The classifier has **1001 outputs**: index 0 is "background", indices 1..1000
   are the ImageNet-1k classes in the usual order (Keras' index ``i`` is our
   ``i + 1``). ``decode_predictions`` knows this.
@@ -279,7 +281,12 @@ class MobileNetV2Model(Layer):
         (h = ceil(H / 32)); (None, 1280) with pooling; (None, 1001) with the top.
       include_top (bool), pooling (None | "avg" | "max"), classes (int).
       trainable (bool): default True as in Keras; set False to freeze it in a
-        Sequential (the base's weights are never updated either way).
+        Sequential. Setting it sets every layer in ``layers`` (Keras' 154 layers
+        without the top); ``fine_tune_from(100)`` (or the tutorial's loop over
+        ``layers[:100]``) freezes the bottom. Fine-tuning trains the folded
+        kernels and biases (batch norm in inference mode; see
+        ``mobilenet_v2_layers``); ``trainable_op_masks()`` and
+        ``first_trainable_op()`` give the engine what trains.
       feature_map_tensor, feature_tensor, logits_tensor, probabilities_tensor (int):
         tensor indices of the last feature map (7x7x1280 at 224), the pooled
         1280-d features, the classifier output before softmax, the model output.
@@ -287,6 +294,7 @@ class MobileNetV2Model(Layer):
 
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
                  classes=1001, name=None, weights=None, trainable=True):
+        self._layers = None
         super().__init__(name=name, trainable=trainable)
         self.weights_path = os.fspath(model_path)
         self._weights_arg = weights if weights is not None else self.weights_path
@@ -307,6 +315,131 @@ class MobileNetV2Model(Layer):
         self.input_shape = (None, int(h), int(w), int(c))
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
+
+    # -- Keras' layers, trainable, fine-tuning masks -----------------------------
+    @property
+    def layers(self):
+        """Keras' MobileNetV2 layers, in Keras' order with Keras' names (list of
+        ``mobilenet_v2_layers.MobileNetV2Layer``; 154 for include_top=False), each a
+        view on the .tflite op it was folded into. See
+        ``tflite_transfer.applications.mobilenet_v2_layers`` for what ``trainable``
+        means on a batch-norm, ReLU, padding or Add layer (batch norm is folded).
+
+        Raises ValueError (naming the file) if the graph is not MobileNetV2's."""
+        if self._layers is None:
+            from .mobilenet_v2_layers import build_layers
+            layers = build_layers(self)
+            for l in layers:
+                l.trainable = self._trainable
+            self._layers = layers
+        return list(self._layers)
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name`, or at position `index` (Keras' get_layer); ValueError otherwise."""
+        layers = self.layers
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -len(layers) <= index < len(layers):
+                raise ValueError(f"`index` must be an int in [0, {len(layers)}). Received: index={index!r}")
+            return layers[int(index)]
+        for l in layers:
+            if l.name == name:
+                return l
+        raise ValueError(f"No such layer: {name!r}. Existing layers are: {[l.name for l in layers]}.")
+
+    @property
+    def trainable(self):
+        """bool. Setting it sets every layer of ``layers`` too, as Keras does; with
+        ``trainable = False`` nothing in the base trains, whatever its layers say."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+        if self._layers is not None:
+            for l in self._layers:
+                l.trainable = self._trainable
+
+    def fine_tune_from(self, fine_tune_at):
+        """The tutorial's recipe: ``base.trainable = True`` then
+        ``for layer in base.layers[:fine_tune_at]: layer.trainable = False``.
+
+        Args:
+          fine_tune_at (int): index in ``layers`` of the first trainable layer,
+            0 <= fine_tune_at < len(layers) (0: the whole network; 100: from
+            ``block_11_expand_relu``, i.e. block 11's depthwise on, as in Keras).
+
+        Returns:
+          self.
+
+        Raises:
+          ValueError: `fine_tune_at` is not an int in that range.
+        """
+        n = len(self.layers)
+        if isinstance(fine_tune_at, bool) or not isinstance(fine_tune_at, (int, np.integer)) or \
+                not 0 <= fine_tune_at < n:
+            raise ValueError(f"`fine_tune_at` must be an int in [0, {n}) (an index into the {n} layers of "
+                             f"{self.name!r}). Received: fine_tune_at={fine_tune_at!r}")
+        self.trainable = True
+        for l in self._layers[:int(fine_tune_at)]:
+            l.trainable = False
+        return self
+
+    def trainable_op_masks(self):
+        """What may train, per .tflite op: the interface of the C training plan.
+
+        Returns:
+          dict {op index (int): (kernel_trainable (bool), bias_trainable (bool))} with one
+          entry for every op that has Keras weights (the 52 convolutions of the base, plus
+          the classifier with include_top=True). The kernel is trainable when
+          ``self.trainable`` and the op's Conv2D / DepthwiseConv2D layer is; the bias when
+          ``self.trainable`` and its BatchNormalization layer is (both: the Dense layer).
+        """
+        masks = {}
+        for l in self.layers:
+            if l.op_index is None or (l.kernel_tensor is None and l.bias_tensor is None):
+                continue
+            k, b = masks.get(l.op_index, (False, False))
+            on = self._trainable and l.trainable
+            if l.kernel_tensor is not None:
+                k = on
+            if l.bias_tensor is not None:
+                b = on
+            masks[l.op_index] = (k, b)
+        return masks
+
+    def first_trainable_op(self):
+        """The lowest .tflite op index with a trainable kernel or bias (int), or None when
+        nothing in the base trains: the boundary below which the base runs forward only."""
+        ops = [i for i, (k, b) in self.trainable_op_masks().items() if k or b]
+        return min(ops) if ops else None
+
+    @property
+    def trainable_weights(self):
+        """Float32 copies of the trainable weights, layer order (Keras layout; see ``layers``)."""
+        if not self._trainable:
+            return []
+        return [w for l in self.layers if l.trainable for w in l.get_weights()]
+
+    @property
+    def non_trainable_weights(self):
+        """Float32 copies of the weights that do not train, layer order (Keras layout)."""
+        return [w for l in self.layers if not (self._trainable and l.trainable) for w in l.get_weights()]
+
+    def _flatten_layers(self):
+        try:
+            return [self] + self.layers
+        except ValueError:  # not MobileNetV2's structure: no Keras layers to list
+            return [self]
+
+    def _trainable_param_count(self):
+        """Number of trainable scalar weights (folded; see ``layers``)."""
+        if not self._trainable:
+            return 0
+        try:
+            layers = self.layers
+        except ValueError:  # not MobileNetV2's structure: all or nothing
+            return self.count_params()
+        return int(sum(l.count_params() for l in layers if l.trainable))
 
     # -- shapes ---------------------------------------------------------------
     def build(self, input_shape):

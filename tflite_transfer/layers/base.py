@@ -67,6 +67,27 @@ class Layer:
         """Number of scalar weights (int)."""
         return int(sum(int(np.prod(w.shape)) for w in self.get_weights()))
 
+    @property
+    def trainable_weights(self):
+        """The weights `fit` updates (float32 copies, Keras order): all of them when
+        ``trainable``, else none. Layers with sub-layers (the MobileNetV2 base) override."""
+        return self.get_weights() if self.trainable else []
+
+    @property
+    def non_trainable_weights(self):
+        """The weights `fit` leaves alone (float32 copies, Keras order)."""
+        return [] if self.trainable else self.get_weights()
+
+    def _trainable_param_count(self):
+        """Number of trainable scalar weights (int), for summary(); Keras counts
+        ``trainable_weights``."""
+        return self.count_params() if self.trainable else 0
+
+    def _flatten_layers(self):
+        """This layer and its sub-layers (Keras' ``_flatten_layers``), e.g. for the
+        'trainable changed since compile' check."""
+        return [self] + [l for sub in getattr(self, "_layers", None) or [] for l in sub._flatten_layers()]
+
     def get_config(self):
         """Constructor arguments as a JSON-serializable dict (for save / load_model)."""
         return {"name": self.name, "trainable": self.trainable}

@@ -13,7 +13,7 @@ Other real dtypes are computed as float32.
 Randomness: each layer owns a ``numpy.random.Generator`` seeded with its `seed` (None: fresh OS
 entropy) and draws the parameters of every image of a batch from it in Python; the generator's
 state advances call by call, so successive batches and epochs get new draws while a run is
-reproducible from its seeds. The C kernels (``csrc/augment.c``) are deterministic and run one
+reproducible from its seeds. The C kernels (``csrc/image/augment.c``) are deterministic and run one
 image per thread of the shared pool, so results do not depend on the thread count. Unlike Keras
 2/3, RandomCrop and RandomContrast draw per image (Keras draws one crop offset per batch).
 

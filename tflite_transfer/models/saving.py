@@ -10,7 +10,8 @@ written to a temporary file then renamed (atomic), holding
     saved by reference.
 A pretrained base (a layer with a ``weights_path`` attribute) is saved by
 reference: ``weights_ref`` = {"path", "sha256"} of its .tflite file; load_model
-checks the SHA-256. The optimizer's state (moments) is not saved.
+checks the SHA-256. Its Keras layers' ``trainable`` flags are kept as ``frozen_layers``
+(the names of the frozen ones), so a base unfrozen from ``fine_tune_at`` reloads so. The optimizer's state (moments) is not saved.
 """
 import importlib
 import inspect
@@ -44,6 +45,8 @@ def save_model(model, filepath):
         wp = getattr(l, "weights_path", None)
         if wp:
             entry["weights_ref"] = {"path": os.path.abspath(wp), "sha256": sha256_of(wp)}
+            if l._flatten_layers()[1:]:  # the base's Keras layers: which of them were frozen
+                entry["frozen_layers"] = [m.name for m in l._flatten_layers()[1:] if not m.trainable]
         else:
             for j, w in enumerate(l.get_weights()):
                 arrays[f"layer{i}_w{j}"] = w
@@ -130,6 +133,10 @@ def _load_model(filepath, custom_objects, compile):
             cls = _layer_class(entry["module"], entry["class_name"], custom_objects)
             layer = cls.from_config(cfg) if hasattr(cls, "from_config") else cls(**_accepted(cls, cfg))
         layer.trainable = bool(entry.get("trainable", True))
+        frozen = set(entry.get("frozen_layers") or ())
+        if frozen:  # a partly unfrozen base (fine-tuning): restore each Keras layer's flag
+            for m in layer._flatten_layers()[1:]:
+                m.trainable = m.name not in frozen
         layers.append(layer)
     from .sequential import Sequential  # sequential imports this module
 

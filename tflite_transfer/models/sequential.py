@@ -3,6 +3,8 @@ compile, weights, summary and save. Training and inference (fit / evaluate /
 predict) come from the ``Trainer`` mixin (``trainer.py``); the save format and
 ``load_model`` are in ``saving.py``.
 """
+import warnings
+
 import numpy as np
 
 from .. import losses as losses_module
@@ -98,6 +100,37 @@ class Sequential(Trainer):
             metrics = [metrics]
         self._metric_ids = list(metrics)
         self.metrics = [metrics_module.get(m, self.loss) for m in metrics]
+        # What was trainable when compiled (Keras' _compiled_trainable_state): fit / evaluate
+        # warn when it has changed since, as Keras does.
+        self._compiled_trainable_state = self._trainable_state()
+
+    def _flatten_layers(self):
+        """Every layer, nested ones (the base's Keras layers) included, model order."""
+        return [m for l in self._layers for m in l._flatten_layers()]
+
+    def _trainable_state(self):
+        return {id(l): (l, bool(l.trainable)) for l in self._flatten_layers()}
+
+    def _warn_if_trainable_state_changed(self):
+        """UserWarning naming the layers whose ``trainable`` changed since compile()
+        (Keras 3's ``Trainer._warn_if_trainable_state_changed``, its message); warns once per
+        change. Keras 3.15 has this check but never reaches it (the call sits after the
+        ``raise`` in ``_assert_compile_called``); tf.keras 2 warned "Discrepancy between
+        trainable weights and collected trainable weights, did you set `model.trainable`
+        without calling `model.compile` after ?". Either way fit still uses the current
+        ``trainable`` flags here (our fit rebuilds its training plan on every call)."""
+        old = getattr(self, "_compiled_trainable_state", None)
+        if old is None:
+            return
+        now = self._trainable_state()
+        changed = [l.name for k, (l, t) in now.items() if k not in old or old[k][1] != t]
+        if changed:
+            shown = changed if len(changed) <= 10 else changed[:10] + [f"... ({len(changed)} in all)"]
+            warnings.warn("A layer's `trainable` state has changed since the model was compiled. Please "
+                          "recompile your model (e.g. `model.compile(...)`) before calling `fit()` or "
+                          f"`evaluate()` so the change takes effect. Changed layers: {shown}",
+                          UserWarning, stacklevel=3)
+            self._compiled_trainable_state = now
 
     # -- data plumbing -----------------------------------------------------------
     def _check_input_shape(self, x, name):
@@ -175,7 +208,10 @@ class Sequential(Trainer):
             print_fn(r[0].ljust(w[0]) + r[1].ljust(w[1]) + r[2].rjust(w[2]))
         print_fn(line)
         total = self.count_params()
-        trainable = sum(l.count_params() for l in self._layers if l.trainable)
+        # Keras counts trainable_weights: a partly frozen base counts only its trainable layers'
+        # (folded) kernels and biases; see applications/mobilenet_v2_layers.py for how folded
+        # counts differ from Keras' (batch norm's 4 vectors vs 1 folded bias).
+        trainable = sum(l._trainable_param_count() for l in self._layers)
         print_fn(f" Total params: {total:,}")
         print_fn(f" Trainable params: {trainable:,}")
         print_fn(f" Non-trainable params: {total - trainable:,}")

@@ -141,6 +141,7 @@ class Trainer:
         """
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("You must call `compile()` before `fit()`.")
+        self._warn_if_trainable_state_changed()
         if x is None:
             raise ValueError("`x` is required.")
         batch_size = _check_int("batch_size", batch_size, 1)
@@ -303,6 +304,7 @@ class Trainer:
         """
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("You must call `compile()` before `evaluate()`.")
+        self._warn_if_trainable_state_changed()
         verbose = _check_verbose(verbose)
         batch_size = _check_int("batch_size", batch_size, 1)
         if _is_dataset(x):

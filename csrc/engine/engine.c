@@ -1,0 +1,465 @@
+/* engine.c - create / run / destroy of a tt_engine: runs the planning passes
+ * (plan.c), calls each needed op's forward builder and, for a training engine,
+ * each trainable op's backward builder in reverse, all through the op table
+ * (op->kind); then allocates the buffer slots and binds the memories. The op
+ * builders are in ops/, the helpers they use in build.c.
+ */
+#include "engine/tt_plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- create ----------------------------------------------------------------------- */
+
+/* The caller's tensor `t` as a value with its own plain layout, bound to slot
+ * `slot` (-1: the input, -2: d_output) at run; *mem gets its memory. -1 on failure. */
+static int32_t caller_value(tt_engine *e, const tt_shape *shape, const_dnnl_memory_desc_t like, int32_t slot,
+                            dnnl_memory_t *mem) {
+    dnnl_memory_desc_t md = like ? tt_md_plain_like(e, like) : tt_md_for_shape(e, shape);
+    if (!md || TT_GROW(e, values, n_values, cap_values)) {
+        if (md) tt_oom();
+        return -1;
+    }
+    *mem = tt_new_memory(e, md, NULL);
+    if (!*mem || TT_GROW(e, bindings, n_bindings, cap_bindings)) {
+        if (*mem) tt_oom();
+        return -1;
+    }
+    e->bindings[e->n_bindings++] = (tt_binding){.mem = *mem, .slot = slot};
+    tt_value *v = &e->values[e->n_values];
+    memset(v, 0, sizeof *v);
+    v->shape = *shape;
+    v->md = md;
+    v->mem = *mem;
+    v->slot = slot;
+    v->shared = slot == -2; /* the caller's d_output is never written */
+    return e->n_values++;
+}
+
+/* The output: a reorder of its value into the caller's plain buffer (e->out). */
+static tt_status build_output(tt_engine *e) {
+    e->now = e->model->n_ops;
+    int32_t v = e->tensor_value[e->output_tensor];
+    if (v < 0) return tt_error(TT_INVALID_ARGUMENT, "tensor %d was not computed", e->output_tensor);
+    e->out_shape = e->values[v].shape;
+    dnnl_memory_desc_t plain = tt_md_plain_like(e, e->values[v].md);
+    if (!plain || !(e->out_mem = tt_new_memory(e, plain, NULL))) return TT_RUNTIME_ERROR;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, e->values[v].md, e->eng, plain, e->eng, NULL);
+    if (st != dnnl_success) return tt_dnnl_fail(e, -1, "output reorder", st);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->values[v].mem}, {DNNL_ARG_TO, e->out_mem}};
+    e->cur = &e->out;
+    return tt_add_primitive(e, -1, pd, 2, args);
+}
+
+/* A reorder primitive a -> b (owned by the caller), NULL when the layouts are equal. */
+static tt_status make_reorder(tt_engine *e, const_dnnl_memory_desc_t a, const_dnnl_memory_desc_t b,
+                              dnnl_primitive_t *out) {
+    *out = NULL;
+    if (dnnl_memory_desc_equal(a, b)) return TT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, a, e->eng, b, e->eng, NULL);
+    if (st == dnnl_success) st = dnnl_primitive_create(out, pd);
+    dnnl_primitive_desc_destroy(pd);
+    return st == dnnl_success ? TT_OK : tt_dnnl_fail(e, -1, "cut reorder", st);
+}
+
+/* The cut: every tensor read by a trainable op and computed below the boundary. */
+static tt_status build_cut(tt_engine *e) {
+    const tt_model *m = e->model;
+    for (int32_t i = e->train_from; i < m->n_ops; i++) {
+        if (!e->needed[i]) continue;
+        for (int32_t k = 0; k < m->ops[i].n_inputs; k++) {
+            int32_t t = tt_op_input(e, i, k);
+            if (t < 0 || tt_is_const(&m->tensors[t]) || e->producer[t] >= e->train_from) continue;
+            bool seen = false;
+            for (int32_t c = 0; c < e->n_cut; c++) seen |= e->cut[c].tensor == t;
+            if (seen) continue;
+            if (TT_GROW(e, cut, n_cut, cap_cut)) return tt_oom();
+            tt_cut *c = &e->cut[e->n_cut++];
+            memset(c, 0, sizeof *c);
+            c->tensor = t;
+            c->value = e->tensor_value[t];
+            dnnl_memory_desc_t plain = tt_md_plain_like(e, e->values[c->value].md);
+            if (!plain || !(c->user = tt_new_memory(e, plain, NULL))) return TT_RUNTIME_ERROR;
+            tt_status s = make_reorder(e, e->values[c->value].md, plain, &c->to_user);
+            if (!s) s = make_reorder(e, plain, e->values[c->value].md, &c->from_user);
+            if (s) return s;
+        }
+    }
+    return TT_OK;
+}
+
+/* Backward: d_output from the caller, then every trainable op in reverse. */
+static tt_status build_backward(tt_engine *e) {
+    const tt_model *m = e->model;
+    for (int32_t i = e->train_from; i < m->n_ops; i++)
+        if (e->needed[i] && !m->ops[i].kind->backward)
+            return tt_error(TT_UNSUPPORTED, "operator %d (%s) has no backward pass, so the layers from it up cannot be "
+                            "trained; freeze it (fine-tune from a later layer)", i, tt_builtin_name(m->ops[i].builtin_code));
+    int32_t ov = e->tensor_value[e->output_tensor];
+    int32_t dv = caller_value(e, &e->values[ov].shape, e->values[ov].md, -2, &e->dout_mem);
+    if (dv < 0) return TT_RUNTIME_ERROR;
+    e->grad_value[e->output_tensor] = dv;
+    e->cur = &e->bwd;
+    for (int32_t i = m->n_ops - 1; i >= e->train_from; i--) {
+        if (!e->needed[i] || e->grad_value[m->ops[i].output] < 0) continue;
+        e->now = tt_bwd_time(e, i);
+        tt_status s = m->ops[i].kind->backward(e, i);
+        if (s) return s;
+    }
+    return TT_OK;
+}
+
+/* One allocation per slot, one shared scratchpad; every memory bound to its slot. */
+static tt_status allocate(tt_engine *e) {
+    dnnl_status_t st;
+    for (int32_t k = 0; k < e->n_slots; k++) {
+        size_t bytes = (e->slots[k].bytes + 63) & ~(size_t)63;
+        e->slots[k].ptr = aligned_alloc(64, bytes ? bytes : 64);
+        if (!e->slots[k].ptr) return tt_oom();
+    }
+    for (int32_t k = 0; k < e->n_bindings; k++) {
+        if (e->bindings[k].slot < 0) continue;
+        if ((st = dnnl_memory_set_data_handle(e->bindings[k].mem, e->slots[e->bindings[k].slot].ptr)))
+            return tt_dnnl_fail(e, -1, "binding buffers", st);
+    }
+    if (e->scratch_bytes) {
+        e->scratch = aligned_alloc(64, (e->scratch_bytes + 63) & ~(size_t)63);
+        if (!e->scratch) return tt_oom();
+        for (int32_t k = 0; k < e->n_scratch_mems; k++)
+            if ((st = dnnl_memory_set_data_handle(e->scratch_mems[k], e->scratch)))
+                return tt_dnnl_fail(e, -1, "binding the scratchpad", st);
+    }
+    return TT_OK;
+}
+
+/* Builds one engine that runs the whole batch at once. */
+static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                              int32_t output_tensor, int32_t train_from, tt_engine **out) {
+    *out = NULL;
+    tt_status s = TT_OK;
+    dnnl_status_t st;
+    tt_engine *e = (tt_engine *)calloc(1, sizeof *e);
+    if (!e) return tt_oom();
+    e->model = model;
+    e->batch = batch;
+    e->output_tensor = output_tensor;
+    e->train_from = train_from;
+    size_t nt = (size_t)model->n_tensors + 1, no = (size_t)model->n_ops + 1;
+    e->shapes = (tt_shape *)calloc(nt, sizeof *e->shapes);
+    e->needed = (bool *)calloc(no, sizeof *e->needed);
+    e->producer = (int32_t *)calloc(nt, sizeof(int32_t));
+    e->last_use = (int32_t *)calloc(nt, sizeof(int32_t));
+    e->consumers = (int32_t *)calloc(nt, sizeof(int32_t));
+    e->tensor_value = (int32_t *)calloc(nt, sizeof(int32_t));
+    e->grad_value = (int32_t *)calloc(nt, sizeof(int32_t));
+    e->fuse_add = (int32_t *)calloc(no, sizeof(int32_t));
+    e->add_done = (bool *)calloc(no, sizeof(bool));
+    e->fold_pad = (int32_t *)calloc(no, sizeof(int32_t));
+    e->fwd_pd = (dnnl_primitive_desc_t *)calloc(no, sizeof(dnnl_primitive_desc_t));
+    if (!e->fold_pad || !e->shapes || !e->needed || !e->producer || !e->last_use || !e->consumers || !e->tensor_value ||
+        !e->grad_value || !e->fuse_add || !e->add_done || !e->fwd_pd) {
+        s = tt_oom();
+        goto error;
+    }
+    if ((s = tt_plan_shapes(model, batch, in_h, in_w, output_tensor, e->shapes, e->needed, e->producer))) goto error;
+    int32_t in = model->inputs[0];
+    e->in_h = (int32_t)e->shapes[in].d[1];
+    e->in_w = (int32_t)e->shapes[in].d[2];
+    tt_plan_pad_folding(e);
+    tt_plan_liveness(e);
+    tt_plan_fusion(e);
+    for (size_t t = 0; t < nt; t++) e->tensor_value[t] = e->grad_value[t] = -1;
+
+    if ((st = dnnl_engine_create(&e->eng, dnnl_cpu, 0)) != dnnl_success ||
+        (st = dnnl_stream_create(&e->stream, e->eng, dnnl_stream_default_flags)) != dnnl_success) {
+        s = tt_dnnl_fail(e, -1, "engine/stream creation", st);
+        goto error;
+    }
+
+    /* The caller's input: NHWC, bound at run. */
+    dnnl_memory_t in_mem = NULL;
+    if ((e->tensor_value[in] = caller_value(e, &e->shapes[in], NULL, -1, &in_mem)) < 0) {
+        s = TT_RUNTIME_ERROR;
+        goto error;
+    }
+
+    e->cur = &e->fwd;
+    e->top_step = -1;
+    for (int32_t i = 0; i < model->n_ops; i++) {
+        if (!e->needed[i]) continue;
+        if (i >= train_from && e->top_step < 0) e->top_step = e->fwd.n;
+        e->now = i;
+        if ((s = model->ops[i].kind->forward(e, i))) goto error;
+    }
+    if (e->top_step < 0) e->top_step = e->fwd.n;
+    if ((s = build_output(e))) goto error;
+    if (train_from < model->n_ops && ((s = build_cut(e)) || (s = build_backward(e)))) goto error;
+    if ((s = allocate(e))) goto error;
+    for (int32_t i = 0; i < model->n_ops; i++) { /* the hints are not needed once backward is built */
+        dnnl_primitive_desc_destroy(e->fwd_pd[i]);
+        e->fwd_pd[i] = NULL;
+    }
+    *out = e;
+    return TT_OK;
+error:
+    tt_engine_destroy(e);
+    return s;
+}
+
+void tt_engine_output_shape(const tt_engine *engine, int32_t *rank, int64_t shape[TT_MAX_RANK]) {
+    *rank = engine->out_shape.rank;
+    memcpy(shape, engine->out_shape.d, sizeof(int64_t) * TT_MAX_RANK);
+}
+
+tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                           int32_t output_tensor, tt_engine **out) {
+    *out = NULL;
+    int32_t end = model->n_ops;
+    if (batch <= TT_MICRO_BATCH) return engine_build(model, batch, in_h, in_w, output_tensor, end, out);
+    /* Micro-batching: MobileNetV2's early activations are ~5 MB per image, so a
+     * batch of 32 streams through memory instead of cache; chunks of
+     * TT_MICRO_BATCH images keep them cache-sized and the buffers small. */
+    tt_engine *e = (tt_engine *)calloc(1, sizeof *e);
+    if (!e) return tt_oom();
+    int32_t chunk = TT_MICRO_BATCH, rest = batch % chunk;
+    tt_status s = engine_build(model, chunk, in_h, in_w, output_tensor, end, &e->sub[0]);
+    if (s == TT_OK && !tt_plan_images_independent(e->sub[0])) { /* must run as one batch */
+        tt_engine_destroy(e->sub[0]);
+        free(e);
+        return engine_build(model, batch, in_h, in_w, output_tensor, end, out);
+    }
+    if (s == TT_OK && rest) s = engine_build(model, rest, in_h, in_w, output_tensor, end, &e->sub[1]);
+    if (s != TT_OK) {
+        tt_engine_destroy(e);
+        return s;
+    }
+    tt_engine *c = e->sub[0];
+    e->model = model;
+    e->batch = batch;
+    e->in_h = c->in_h;
+    e->in_w = c->in_w;
+    e->output_tensor = output_tensor;
+    e->train_from = end;
+    e->n_chunks = batch / chunk;
+    e->out_shape = c->out_shape;
+    e->out_shape.d[0] = batch;
+    const tt_tensor *in = &model->tensors[model->inputs[0]];
+    e->in_chunk = (int64_t)chunk * c->in_h * c->in_w * in->shape[3];
+    e->out_chunk = 1;
+    for (int32_t k = 0; k < c->out_shape.rank; k++) e->out_chunk *= c->out_shape.d[k];
+    *out = e;
+    return TT_OK;
+}
+
+tt_status tt_engine_create_training(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                                    int32_t output_tensor, int32_t train_from, tt_engine **out) {
+    *out = NULL;
+    if (train_from < 0 || train_from > model->n_ops)
+        return tt_error(TT_INVALID_ARGUMENT, "train_from must be in [0, %d] (the model's op count), got %d",
+                        model->n_ops, train_from);
+    return engine_build(model, batch, in_h, in_w, output_tensor, train_from, out);
+}
+
+/* ---- run ----------------------------------------------------------------------------- */
+
+static tt_status run_steps(tt_engine *e, const tt_steps *list, int32_t from, int32_t to) {
+    dnnl_status_t st;
+    for (int32_t k = from; k < to; k++) {
+        const tt_step *s = &list->s[k];
+        if (s->kernel) { /* plain C reads what the primitives before it wrote */
+            if ((st = dnnl_stream_wait(e->stream)) != dnnl_success) return tt_dnnl_fail(e, -1, "execution", st);
+            s->kernel(s);
+            continue;
+        }
+        if ((st = dnnl_primitive_execute(s->prim, e->stream, s->nargs, s->args)) != dnnl_success)
+            return tt_dnnl_fail(e, -1, "execution", st);
+    }
+    return TT_OK;
+}
+
+static tt_status wait(tt_engine *e) {
+    dnnl_status_t st = dnnl_stream_wait(e->stream);
+    return st == dnnl_success ? TT_OK : tt_dnnl_fail(e, -1, "execution", st);
+}
+
+/* Points the caller's memories of slot `slot` (-1 input, -2 d_output) at `ptr`. */
+static tt_status bind_caller(tt_engine *e, int32_t slot, const void *ptr) {
+    for (int32_t k = 0; k < e->n_bindings; k++) {
+        if (e->bindings[k].slot != slot) continue;
+        dnnl_status_t st = dnnl_memory_set_data_handle(e->bindings[k].mem, (void *)ptr);
+        if (st != dnnl_success) return tt_dnnl_fail(e, -1, "binding the caller's buffer", st);
+    }
+    return TT_OK;
+}
+
+static tt_status check_params(const tt_engine *e) {
+    for (int32_t k = 0; k < e->n_params; k++)
+        if (!e->params[k].bound)
+            return tt_error(TT_INVALID_ARGUMENT, "parameter %d (tensor %d) of the training engine is not bound", k,
+                            e->params[k].tensor);
+    return TT_OK;
+}
+
+static tt_status set_handle(tt_engine *e, dnnl_memory_t mem, const void *ptr) {
+    dnnl_status_t st = dnnl_memory_set_data_handle(mem, (void *)ptr);
+    return st == dnnl_success ? TT_OK : tt_dnnl_fail(e, -1, "binding the caller's buffer", st);
+}
+
+tt_status tt_engine_run(tt_engine *e, const float *input, float *output) {
+    tt_status s = TT_OK;
+    if (e->sub[0]) {
+        for (int32_t k = 0; k < e->n_chunks && s == TT_OK; k++)
+            s = tt_engine_run(e->sub[0], input + k * e->in_chunk, output + k * e->out_chunk);
+        if (s == TT_OK && e->sub[1])
+            s = tt_engine_run(e->sub[1], input + e->n_chunks * e->in_chunk, output + e->n_chunks * e->out_chunk);
+        return s;
+    }
+    if ((s = check_params(e)) || (s = bind_caller(e, -1, input)) || (s = set_handle(e, e->out_mem, output)) ||
+        (s = run_steps(e, &e->refresh, 0, e->refresh.n)) || (s = run_steps(e, &e->fwd, 0, e->fwd.n)) ||
+        (s = run_steps(e, &e->out, 0, e->out.n)))
+        return s;
+    return wait(e);
+}
+
+/* ---- training ---------------------------------------------------------------------------- */
+
+int32_t tt_engine_n_params(const tt_engine *e) { return e->n_params; }
+
+tt_status tt_engine_param(const tt_engine *e, int32_t k, int32_t *op, int32_t *tensor, int64_t *size) {
+    if (k < 0 || k >= e->n_params)
+        return tt_error(TT_INVALID_ARGUMENT, "parameter index %d is out of range [0, %d)", k, e->n_params);
+    *op = e->params[k].op;
+    *tensor = e->params[k].tensor;
+    *size = e->params[k].size;
+    return TT_OK;
+}
+
+tt_status tt_engine_bind_param(tt_engine *e, int32_t k, const float *value, float *grad) {
+    if (k < 0 || k >= e->n_params || !value || !grad)
+        return tt_error(TT_INVALID_ARGUMENT, "bind_param: parameter index %d out of range [0, %d) or NULL buffer", k,
+                        e->n_params);
+    tt_status s = set_handle(e, e->params[k].value, value);
+    if (!s) s = set_handle(e, e->params[k].grad, grad);
+    e->params[k].bound = s == TT_OK;
+    return s;
+}
+
+tt_status tt_engine_backward(tt_engine *e, const float *d_output) {
+    if (e->train_from >= e->model->n_ops)
+        return tt_error(TT_INVALID_ARGUMENT, "backward on an engine without trainable ops");
+    tt_status s;
+    if ((s = check_params(e)) || (s = bind_caller(e, -2, d_output)) || (s = run_steps(e, &e->bwd, 0, e->bwd.n)))
+        return s;
+    return wait(e);
+}
+
+int32_t tt_engine_n_cut(const tt_engine *e) { return e->n_cut; }
+
+tt_status tt_engine_cut(const tt_engine *e, int32_t k, int32_t *tensor, int32_t *rank, int64_t shape[TT_MAX_RANK]) {
+    if (k < 0 || k >= e->n_cut) return tt_error(TT_INVALID_ARGUMENT, "cut index %d is out of range [0, %d)", k, e->n_cut);
+    *tensor = e->cut[k].tensor;
+    *rank = e->shapes[e->cut[k].tensor].rank;
+    memcpy(shape, e->shapes[e->cut[k].tensor].d, sizeof(int64_t) * TT_MAX_RANK);
+    return TT_OK;
+}
+
+/* Copies cut value k to or from the caller's buffer `ptr` (to_user: value -> ptr). */
+static tt_status cut_copy(tt_engine *e, int32_t k, void *ptr, bool to_user) {
+    tt_cut *c = &e->cut[k];
+    tt_value *v = &e->values[c->value];
+    tt_status s;
+    if (v->slot == -1) /* the model's input itself: run_top reads the caller's buffer directly */
+        return to_user ? TT_OK : bind_caller(e, -1, ptr);
+    if ((s = set_handle(e, c->user, ptr))) return s;
+    dnnl_primitive_t r = to_user ? c->to_user : c->from_user;
+    if (r) {
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, to_user ? v->mem : c->user}, {DNNL_ARG_TO, to_user ? c->user : v->mem}};
+        dnnl_status_t st = dnnl_primitive_execute(r, e->stream, 2, args);
+        return st == dnnl_success ? TT_OK : tt_dnnl_fail(e, -1, "cut reorder", st);
+    }
+    void *vp = NULL;
+    dnnl_memory_get_data_handle(v->mem, &vp);
+    if ((s = wait(e))) return s;
+    size_t bytes = dnnl_memory_desc_get_size(v->md);
+    memcpy(to_user ? ptr : vp, to_user ? vp : ptr, bytes);
+    return TT_OK;
+}
+
+tt_status tt_engine_run_bottom(tt_engine *e, const float *input, float *const *cut) {
+    tt_status s;
+    if ((s = bind_caller(e, -1, input)) || (s = run_steps(e, &e->fwd, 0, e->top_step))) return s;
+    for (int32_t k = 0; k < e->n_cut; k++) {
+        if (e->values[e->cut[k].value].slot == -1) { /* the input is its own cut value */
+            if ((s = wait(e))) return s;
+            memcpy(cut[k], input, dnnl_memory_desc_get_size(e->values[e->cut[k].value].md));
+            continue;
+        }
+        if ((s = cut_copy(e, k, cut[k], true))) return s;
+    }
+    return wait(e);
+}
+
+tt_status tt_engine_run_top(tt_engine *e, const float *const *cut, float *output) {
+    tt_status s;
+    if ((s = check_params(e))) return s;
+    for (int32_t k = 0; k < e->n_cut; k++)
+        if ((s = cut_copy(e, k, (void *)cut[k], false))) return s;
+    if ((s = set_handle(e, e->out_mem, output)) || (s = run_steps(e, &e->refresh, 0, e->refresh.n)) ||
+        (s = run_steps(e, &e->fwd, e->top_step, e->fwd.n)) || (s = run_steps(e, &e->out, 0, e->out.n)))
+        return s;
+    return wait(e);
+}
+
+/* ---- destroy --------------------------------------------------------------------------------- */
+
+static void free_steps(tt_steps *l) {
+    for (int32_t k = 0; k < l->n; k++) dnnl_primitive_destroy(l->s[k].prim);
+    free(l->s);
+}
+
+void tt_engine_destroy(tt_engine *e) {
+    if (!e) return;
+    tt_engine_destroy(e->sub[0]);
+    tt_engine_destroy(e->sub[1]);
+    free_steps(&e->fwd);
+    free_steps(&e->out);
+    free_steps(&e->refresh);
+    free_steps(&e->bwd);
+    for (int32_t k = 0; k < e->n_cut; k++) {
+        dnnl_primitive_destroy(e->cut[k].to_user);
+        dnnl_primitive_destroy(e->cut[k].from_user);
+    }
+    if (e->fwd_pd)
+        for (int32_t i = 0; i < e->model->n_ops; i++) dnnl_primitive_desc_destroy(e->fwd_pd[i]);
+    for (int32_t k = 0; k < e->n_mems; k++) dnnl_memory_destroy(e->mems[k]);
+    for (int32_t k = 0; k < e->n_mds; k++) dnnl_memory_desc_destroy(e->mds[k]);
+    for (int32_t k = 0; k < e->n_bufs; k++) free(e->bufs[k]);
+    for (int32_t k = 0; k < e->n_slots; k++) free(e->slots[k].ptr);
+    if (e->stream) dnnl_stream_destroy(e->stream);
+    if (e->eng) dnnl_engine_destroy(e->eng);
+    free(e->scratch);
+    free(e->mems);
+    free(e->mds);
+    free(e->bufs);
+    free(e->slots);
+    free(e->bindings);
+    free(e->params);
+    free(e->cut);
+    free(e->scratch_mems);
+    free(e->values);
+    free(e->shapes);
+    free(e->needed);
+    free(e->producer);
+    free(e->last_use);
+    free(e->consumers);
+    free(e->tensor_value);
+    free(e->grad_value);
+    free(e->fuse_add);
+    free(e->add_done);
+    free(e->fold_pad);
+    free(e->fwd_pd);
+    free(e);
+}

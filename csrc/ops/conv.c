@@ -1,0 +1,312 @@
+/* conv.c - CONV_2D and DEPTHWISE_CONV_2D as oneDNN convolutions.
+ *
+ * Depthwise (depth_multiplier 1) is a grouped convolution with groups = C.
+ * Layouts are left to oneDNN (format_tag_any for src, weights, dst); the
+ * TFLite filter is reordered once, at create, into the layout the chosen
+ * kernel wants. Padding follows TF's SAME/VALID rule, asymmetric when the
+ * total is odd (the extra row/column at the bottom/right). A fused RELU/RELU6
+ * is an eltwise post-op; a residual ADD planned by plan.c (fuse_add, below the
+ * training boundary only) becomes a sum post-op with the conv writing into the
+ * residual's buffer. Trainable convs take their weights from the bound
+ * parameters (tt_weights_memory) and keep their forward pd as backward hint.
+ */
+#include "engine/tt_build.h"
+#include "ops/tt_ops.h"
+
+#include <string.h>
+
+#define OPNAME(op) tt_builtin_name((op)->builtin_code)
+
+/* ---- reader: options and constant inputs ------------------------------------ */
+
+/* Conv2DOptions / DepthwiseConv2DOptions (depthwise has depth_multiplier at
+ * field 3, shifting the rest by one). */
+static tt_status conv_parse(const tt_options *o, tt_op *op) {
+    tt_status s;
+    uint8_t u8 = 0, act = 0;
+    int32_t i32 = 0;
+    bool dw = op->type == TT_OP_DEPTHWISE_CONV_2D;
+    int k = dw ? 1 : 0;
+    if ((s = tt_options_u8(o, 0, 0, &u8)) || (s = tt_options_i32(o, 1, 0, &op->stride_w)) ||
+        (s = tt_options_i32(o, 2, 0, &op->stride_h)) || (s = tt_options_u8(o, 3 + k, 0, &act)) ||
+        (s = tt_options_i32(o, 4 + k, 1, &op->dilation_w)) || (s = tt_options_i32(o, 5 + k, 1, &op->dilation_h)))
+        return s;
+    op->padding = (tt_padding)(int8_t)u8;
+    if (dw) {
+        if ((s = tt_options_i32(o, 3, 0, &i32))) return s;
+        op->depth_multiplier = i32 == 0 ? 1 : i32; /* 0 = not written; TFLite derives it from shapes */
+        if (op->depth_multiplier != 1)
+            return tt_error(TT_UNSUPPORTED, "%s has depth_multiplier %d; only depth_multiplier 1 is supported",
+                            tt_options_where(o), op->depth_multiplier);
+    }
+    if ((s = tt_options_activation(o, (int8_t)act, op))) return s;
+    return tt_options_window(o, op, 1, 0);
+}
+
+/* filter: constant [O, KH, KW, I] (depthwise [1, KH, KW, C]); bias: constant [O] or absent. */
+static tt_status conv_check(const tt_model *m, const tt_op *op, const char *where) {
+    tt_status s;
+    if ((s = tt_require_const(m, op, 1, "filter", 0, where))) return s;
+    const tt_tensor *w = &m->tensors[op->inputs[1]];
+    if (w->rank != 4)
+        return tt_error(TT_INVALID_MODEL, "%s: filter tensor %d has rank %d, expected 4", where, op->inputs[1],
+                        w->rank);
+    bool dw = op->type == TT_OP_DEPTHWISE_CONV_2D;
+    if (dw && w->shape[0] != 1)
+        return tt_error(TT_INVALID_MODEL, "%s: depthwise filter tensor %d must have shape [1, KH, KW, C], got first "
+                        "dimension %d", where, op->inputs[1], w->shape[0]);
+    int32_t out_c = dw ? w->shape[3] : w->shape[0];
+    if (op->n_inputs > 2 && op->inputs[2] >= 0) {
+        if ((s = tt_require_const(m, op, 2, "bias", 0, where))) return s;
+        const tt_tensor *b = &m->tensors[op->inputs[2]];
+        if (b->size != out_c)
+            return tt_error(TT_INVALID_MODEL, "%s: bias tensor %d has %lld values, expected %d (output channels)",
+                            where, op->inputs[2], (long long)b->size, out_c);
+    }
+    return TT_OK;
+}
+
+/* ---- shape: x [N, H, W, Cin] -> y [N, OH, OW, O] (depthwise: O = C) ------------ */
+
+static tt_status conv_shape(const tt_model *m, int32_t i, const tt_shape *shapes, tt_shape *out) {
+    const tt_op *op = &m->ops[i];
+    tt_shape t0;
+    char b1[128];
+    const tt_shape *x = tt_input_shape(m, shapes, &t0, op->inputs[0]);
+    const tt_tensor *w = &m->tensors[op->inputs[1]];
+    bool dw = op->type == TT_OP_DEPTHWISE_CONV_2D;
+    if (x->rank != 4 || w->shape[3] != x->d[3])
+        return tt_error(TT_INVALID_ARGUMENT, "operator %d (%s): input shape %s does not fit the filter's %d input "
+                        "channels", i, OPNAME(op), tt_shape_str(x, b1), w->shape[3]);
+    return tt_window_shape(op, i, x, w->shape[1], w->shape[2], dw ? w->shape[3] : w->shape[0], out);
+}
+
+/* ---- forward ------------------------------------------------------------------- */
+
+/* Geometry and memory descriptors of op i (shared by forward and backward). */
+typedef struct conv_geo {
+    int32_t xv;                      /* value of x (the PAD's input when a PAD is folded) */
+    const tt_tensor *w, *b;          /* filter, bias (NULL if absent) */
+    dnnl_dims_t strides, dilates, pad_l, pad_r;
+    dnnl_memory_desc_t w_user;       /* the TFLite filter over oneDNN's logical dims */
+    dnnl_memory_desc_t w_any, b_md;  /* b_md NULL without bias */
+    dnnl_memory_desc_t src_any, dst_any;
+} conv_geo;
+
+static tt_status conv_geometry(tt_engine *e, int32_t i, conv_geo *g) {
+    const tt_model *m = e->model;
+    const tt_op *op = &m->ops[i];
+    bool dw = op->type == TT_OP_DEPTHWISE_CONV_2D;
+    g->w = &m->tensors[op->inputs[1]];
+    g->b = (op->n_inputs > 2 && op->inputs[2] >= 0) ? &m->tensors[op->inputs[2]] : NULL;
+    g->xv = tt_input_value(e, i, tt_op_input(e, i, 0));
+    if (g->xv < 0) return TT_INVALID_MODEL;
+    const tt_shape *x = &e->values[g->xv].shape;
+    const tt_shape *xp = &e->shapes[op->inputs[0]]; /* after a folded PAD, if any */
+    const tt_shape *y = &e->shapes[op->output];
+    int64_t kh = g->w->shape[1], kw = g->w->shape[2], cin = x->d[3], cout = y->d[3];
+    int64_t oh, ow, pt, pb, pl, pr;
+    tt_tf_padding(op->padding, xp->d[1], kh, op->stride_h, op->dilation_h, &oh, &pt, &pb);
+    tt_tf_padding(op->padding, xp->d[2], kw, op->stride_w, op->dilation_w, &ow, &pl, &pr);
+    if (e->fold_pad[i] >= 0) { /* zero padding of the PAD op, in front of the conv's own */
+        const int32_t *pads = m->tensors[m->ops[e->fold_pad[i]].inputs[1]].idata;
+        pt += pads[2];
+        pb += pads[3];
+        pl += pads[4];
+        pr += pads[5];
+    }
+    int64_t src_dims[4] = {x->d[0], cin, x->d[1], x->d[2]};
+    int64_t dst_dims[4] = {y->d[0], cout, oh, ow};
+    g->strides[0] = op->stride_h;
+    g->strides[1] = op->stride_w;
+    g->dilates[0] = op->dilation_h - 1; /* oneDNN counts from 0 */
+    g->dilates[1] = op->dilation_w - 1;
+    g->pad_l[0] = pt;
+    g->pad_l[1] = pl;
+    g->pad_r[0] = pb;
+    g->pad_r[1] = pr;
+    /* Filter as stored (TFLite), described with strides over oneDNN's logical dims. */
+    if (dw) {
+        int64_t wd[5] = {cin, 1, 1, kh, kw};            /* {G, O/G, I/G, KH, KW} */
+        int64_t ws[5] = {1, 1, 1, kw * cin, cin};       /* [1, KH, KW, C] */
+        g->w_user = tt_md_strides(e, 5, wd, ws);
+        g->w_any = tt_md_tag(e, 5, wd, dnnl_format_tag_any);
+    } else {
+        int64_t wd[4] = {cout, cin, kh, kw};             /* {O, I, KH, KW} */
+        int64_t ws[4] = {kh * kw * cin, 1, kw * cin, cin}; /* [O, KH, KW, I] */
+        g->w_user = tt_md_strides(e, 4, wd, ws);
+        g->w_any = tt_md_tag(e, 4, wd, dnnl_format_tag_any);
+    }
+    int64_t bd[1] = {cout};
+    g->b_md = g->b ? tt_md_tag(e, 1, bd, dnnl_a) : NULL;
+    g->src_any = tt_md_tag(e, 4, src_dims, dnnl_format_tag_any);
+    g->dst_any = tt_md_tag(e, 4, dst_dims, dnnl_format_tag_any);
+    if (!g->w_user || !g->w_any || (g->b && !g->b_md) || !g->src_any || !g->dst_any) return TT_RUNTIME_ERROR;
+    return TT_OK;
+}
+
+/* Builds op i. x: [N, H, W, Cin] NHWC; filter: CONV [O, KH, KW, Cin], DW [1, KH, KW, C];
+ * bias [O] or absent; y: [N, OH, OW, O]. */
+static tt_status conv_forward(tt_engine *e, int32_t i) {
+    const tt_model *m = e->model;
+    const tt_op *op = &m->ops[i];
+    conv_geo g;
+    tt_status s = conv_geometry(e, i, &g);
+    if (s) return s;
+    int32_t xv = g.xv;
+    const tt_tensor *b = g.b;
+    dnnl_memory_desc_t w_user = g.w_user, w_any = g.w_any, b_md = g.b_md, src_any = g.src_any, dst_any = g.dst_any;
+    const int64_t *strides = g.strides, *dilates = g.dilates, *pad_l = g.pad_l, *pad_r = g.pad_r;
+
+    /* Residual fusion: write into r's buffer, in r's layout, with a sum post-op. */
+    int32_t add = e->fuse_add[i], rv = -1;
+    if (add >= 0) {
+        const tt_op *a = &m->ops[add];
+        int32_t r = a->inputs[0] == op->output ? a->inputs[1] : a->inputs[0];
+        rv = e->tensor_value[r];
+        /* r must own its slot outright (no live views) and die at the ADD. */
+        if (rv < 0 || e->values[rv].slot < 0 || e->slots[e->values[rv].slot].busy_until != add ||
+            e->values[rv].slot == e->values[xv].slot || tt_md_ndims(e->values[rv].md) != 4)
+            rv = -1;
+    }
+
+    /* Attempts, best first: the input's own layout (no reorder; oneDNN 3.2's
+     * brgemm kernels run NHWC, so a whole NHWC chain needs no reorder at all),
+     * then format_tag_any with a reorder; each with the residual fused if planned. */
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_unimplemented;
+    for (int attempt = 0; attempt < 4 && st != dnnl_success; attempt++) {
+        bool fuse = attempt < 2, own_src = (attempt % 2) == 0;
+        if (fuse && rv < 0) continue;
+        dnnl_primitive_attr_t attr = NULL;
+        tt_activation act = fuse ? m->ops[add].activation : op->activation;
+        if ((s = tt_attr(e, i, act, fuse, &attr))) return s;
+        st = dnnl_convolution_forward_primitive_desc_create(
+            &pd, e->eng, tt_prop(e, i), dnnl_convolution_direct, own_src ? e->values[xv].md : src_any,
+            w_any, b_md, fuse ? e->values[rv].md : dst_any, strides, dilates, pad_l, pad_r, attr);
+        dnnl_primitive_attr_destroy(attr);
+        /* Keep a reference kernel only as the last resort. */
+        if (st == dnnl_success && attempt < 3) {
+            const char *impl = NULL;
+            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+            if (impl && strncmp(impl, "ref", 3) == 0) {
+                dnnl_primitive_desc_destroy(pd);
+                pd = NULL;
+                st = dnnl_unimplemented;
+            }
+        }
+        if (st == dnnl_success && !fuse) rv = -1; /* fused attempts failed: a separate binary ADD */
+    }
+    if (st != dnnl_success) return tt_dnnl_fail(e, i, "convolution descriptor", st);
+
+    const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const_dnnl_memory_desc_t w_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    dnnl_memory_t src = tt_value_as(e, i, xv, src_md);
+    dnnl_memory_t wmem = src ? tt_weights_memory(e, i, op->inputs[1], w_user, w_md) : NULL;
+    dnnl_memory_t bmem = NULL;
+    if (wmem && b) bmem = tt_weights_memory(e, i, op->inputs[2], b_md, b_md);
+    int32_t yv = -1;
+    if (wmem && (!b || bmem)) {
+        if (rv >= 0) {
+            /* the ADD's output is the residual buffer after the conv has summed into it */
+            const tt_op *a = &m->ops[add];
+            yv = tt_view_value(e, a->output, rv, e->values[rv].md);
+            e->add_done[add] = true;
+        } else {
+            yv = tt_new_value(e, op->output, dst_md, e->last_use[op->output]);
+        }
+    }
+    if (yv < 0) {
+        dnnl_primitive_desc_destroy(pd);
+        return TT_RUNTIME_ERROR;
+    }
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wmem}, {DNNL_ARG_DST, e->values[yv].mem},
+                               {DNNL_ARG_BIAS, bmem}};
+    return tt_add_forward(e, i, pd, b ? 4 : 3, args);
+}
+
+/* ---- backward ------------------------------------------------------------------------ */
+
+/* Backward of op i from dL/dy (+ the fused activation's backward from the saved y):
+ * dL/dW (TFLite layout) and dL/db into the bound parameter gradients, and
+ * dL/dx (x: the PAD's input when folded) when x is computed by a trainable op.
+ * The forward pd is the hint of both backward pds; oneDNN picks their layouts. */
+static tt_status conv_backward(tt_engine *e, int32_t i) {
+    const tt_model *m = e->model;
+    const tt_op *op = &m->ops[i];
+    conv_geo g;
+    tt_status s = conv_geometry(e, i, &g);
+    if (s) return s;
+    dnnl_primitive_desc_t hint = e->fwd_pd[i];
+    if (!hint) return tt_error(TT_RUNTIME_ERROR, "operator %d: no forward primitive to guide its backward", i);
+    int32_t dpre = tt_activation_backward(e, i, op->activation, e->tensor_value[op->output], tt_grad(e, op->output));
+    if (dpre < 0) return TT_RUNTIME_ERROR;
+    const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(hint, dnnl_query_src_md, 0);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+
+    /* dW, db */
+    if ((s = tt_attr(e, i, TT_ACT_NONE, false, &attr))) return s;
+    dnnl_status_t st = dnnl_convolution_backward_weights_primitive_desc_create(
+        &pd, e->eng, dnnl_convolution_direct, src_md, g.w_any, g.b_md, g.dst_any, g.strides, g.dilates, g.pad_l,
+        g.pad_r, hint, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return tt_dnnl_fail(e, i, "convolution backward-weights descriptor", st);
+    dnnl_memory_t x = tt_value_as(e, i, g.xv, dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0));
+    dnnl_memory_t dy = x ? tt_value_as(e, i, dpre, dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0)) : NULL;
+    dnnl_memory_t dw = dy ? tt_param_grad_memory(e, i, op->inputs[1],
+                                                 dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0))
+                          : NULL;
+    dnnl_memory_t db = (dw && g.b) ? tt_param_grad_memory(e, i, op->inputs[2], g.b_md) : NULL;
+    if (!dw || (g.b && !db)) {
+        dnnl_primitive_desc_destroy(pd);
+        return TT_RUNTIME_ERROR;
+    }
+    dnnl_exec_arg_t wargs[4] = {{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_DIFF_WEIGHTS, dw},
+                                {DNNL_ARG_DIFF_BIAS, db}};
+    if ((s = tt_add_primitive(e, i, pd, g.b ? 4 : 3, wargs)) || (s = tt_param_grad_finish(e, i, op->inputs[1], dw)) ||
+        (g.b && (s = tt_param_grad_finish(e, i, op->inputs[2], db))))
+        return s;
+
+    /* dx */
+    int32_t xt = tt_op_input(e, i, 0);
+    if (!tt_wants_grad(e, xt)) return TT_OK;
+    if ((s = tt_attr(e, i, TT_ACT_NONE, false, &attr))) return s;
+    st = dnnl_convolution_backward_data_primitive_desc_create(&pd, e->eng, dnnl_convolution_direct, g.src_any, g.w_any,
+                                                              g.dst_any, g.strides, g.dilates, g.pad_l, g.pad_r, hint,
+                                                              attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return tt_dnnl_fail(e, i, "convolution backward-data descriptor", st);
+    int32_t tmp = -1;
+    dnnl_memory_t wm = tt_weights_memory(e, i, op->inputs[1], g.w_user,
+                                         dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0));
+    dy = wm ? tt_value_as(e, i, dpre, dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0)) : NULL;
+    dnnl_memory_t dx = dy ? tt_grad_target(e, i, xt, dnnl_primitive_desc_query_md(pd, dnnl_query_diff_src_md, 0), &tmp)
+                          : NULL;
+    if (!dx) {
+        dnnl_primitive_desc_destroy(pd);
+        return TT_RUNTIME_ERROR;
+    }
+    dnnl_exec_arg_t dargs[3] = {{DNNL_ARG_DIFF_DST, dy}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dx}};
+    if ((s = tt_add_primitive(e, i, pd, 3, dargs))) return s;
+    return tt_grad_commit(e, i, xt, tmp);
+}
+
+/* ---- table entries ---------------------------------------------------------------- */
+
+const tt_op_kind tt_op_conv_2d = {
+    .name = "CONV_2D", .builtin_code = 3, .type = TT_OP_CONV_2D, .options_type = 1,
+    .min_inputs = 2, .max_inputs = 3, .optional_inputs = 1u << 2,
+    .fields = TT_FIELD_PADDING | TT_FIELD_DILATION | TT_FIELD_ACTIVATION,
+    .parse = conv_parse, .check = conv_check, .shape = conv_shape, .forward = conv_forward,
+    .backward = conv_backward,
+};
+
+const tt_op_kind tt_op_depthwise_conv_2d = {
+    .name = "DEPTHWISE_CONV_2D", .builtin_code = 4, .type = TT_OP_DEPTHWISE_CONV_2D, .options_type = 2,
+    .min_inputs = 2, .max_inputs = 3, .optional_inputs = 1u << 2,
+    .fields = TT_FIELD_PADDING | TT_FIELD_DILATION | TT_FIELD_DEPTH_MULT | TT_FIELD_ACTIVATION,
+    .parse = conv_parse, .check = conv_check, .shape = conv_shape, .forward = conv_forward,
+    .backward = conv_backward,
+};

@@ -1,0 +1,131 @@
+/* module.c - the extension module tflite_transfer._core: definition, state,
+ * exception types, and the tt_status -> Python exception mapping.
+ * Functions of each area are registered by py_model.c, py_image.c, py_train.c. */
+#define TT_MODULE_C
+#include "python/py_common.h"
+
+#include <dnnl.h>
+
+tt_module_state *tt_get_state(PyObject *module) { return (tt_module_state *)PyModule_GetState(module); }
+
+tt_module_state *tt_get_state_from_type(PyTypeObject *type) {
+    PyObject *module = PyType_GetModuleByDef(type, &tt_module_def);
+    return module ? tt_get_state(module) : NULL;
+}
+
+PyObject *tt_py_raise(PyObject *module, tt_status status) {
+    const char *msg = tt_last_error();
+    if (msg[0] == '\0') msg = tt_status_name(status);
+    tt_module_state *st = module ? tt_get_state(module) : NULL;
+    PyObject *type;
+    switch (status) {
+    case TT_INVALID_ARGUMENT:
+    case TT_UNSUPPORTED: type = PyExc_ValueError; break;
+    case TT_INVALID_MODEL: type = st ? st->ModelFormatError : PyExc_ValueError; break;
+    case TT_DECODE_ERROR: type = st ? st->ImageDecodeError : PyExc_ValueError; break;
+    case TT_OUT_OF_MEMORY: type = PyExc_MemoryError; break;
+    case TT_IO_ERROR: type = PyExc_OSError; break;
+    default: type = PyExc_RuntimeError; break;
+    }
+    PyErr_SetString(type, msg);
+    tt_clear_error();
+    return NULL;
+}
+
+static PyObject *py_onednn_version(PyObject *module, PyObject *Py_UNUSED(args)) {
+    (void)module;
+    const dnnl_version_t *v = dnnl_version();
+    return Py_BuildValue("(iiis)", v->major, v->minor, v->patch, v->hash);
+}
+
+static PyObject *py_set_num_threads(PyObject *module, PyObject *arg) {
+    (void)module;
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    if (n < 1 || n > 4096) {
+        PyErr_Format(PyExc_ValueError, "num_threads must be in [1, 4096]. Received: num_threads=%ld", n);
+        return NULL;
+    }
+    /* oneDNN (GNU OpenMP build) takes its thread count from OpenMP. */
+    extern void omp_set_num_threads(int);
+    omp_set_num_threads((int)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *module, PyObject *Py_UNUSED(args)) {
+    (void)module;
+    extern int omp_get_max_threads(void);
+    return PyLong_FromLong(omp_get_max_threads());
+}
+
+static PyMethodDef core_methods[] = {
+    {"onednn_version", py_onednn_version, METH_NOARGS,
+     "onednn_version() -> (major, minor, patch, git_hash) of the oneDNN library in use."},
+    {"set_num_threads", py_set_num_threads, METH_O,
+     "set_num_threads(n) -> None. Sets the thread count of oneDNN/OpenMP compute (n >= 1)."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS,
+     "get_num_threads() -> int. Thread count oneDNN/OpenMP compute will use."},
+    {NULL, NULL, 0, NULL}};
+
+static int core_exec(PyObject *module) {
+    import_array1(-1);
+    tt_module_state *st = tt_get_state(module);
+    st->ModelFormatError = PyErr_NewExceptionWithDoc(
+        "tflite_transfer._core.ModelFormatError",
+        "Raised when a model file is corrupt, truncated or uses an unsupported feature. Subclass of ValueError.",
+        PyExc_ValueError, NULL);
+    if (!st->ModelFormatError || PyModule_AddObjectRef(module, "ModelFormatError", st->ModelFormatError) < 0) return -1;
+    st->ImageDecodeError = PyErr_NewExceptionWithDoc(
+        "tflite_transfer._core.ImageDecodeError",
+        "Raised when image bytes cannot be decoded. Subclass of ValueError.", PyExc_ValueError, NULL);
+    if (!st->ImageDecodeError || PyModule_AddObjectRef(module, "ImageDecodeError", st->ImageDecodeError) < 0) return -1;
+    /* The status codes of core/tt_status.h, so Python need not repeat them. */
+    static const tt_status codes[] = {TT_OK, TT_INVALID_ARGUMENT, TT_INVALID_MODEL, TT_UNSUPPORTED,
+                                      TT_DECODE_ERROR, TT_OUT_OF_MEMORY, TT_IO_ERROR, TT_RUNTIME_ERROR};
+    for (size_t k = 0; k < sizeof codes / sizeof codes[0]; k++)
+        if (PyModule_AddIntConstant(module, tt_status_name(codes[k]), (long)codes[k]) < 0) return -1;
+    if (tt_py_init_model(module) < 0) return -1;
+    if (tt_py_init_image(module) < 0) return -1;
+    if (tt_py_init_train(module) < 0) return -1;
+    return 0;
+}
+
+static int core_traverse(PyObject *module, visitproc visit, void *arg) {
+    tt_module_state *st = tt_get_state(module);
+    Py_VISIT(st->ModelFormatError);
+    Py_VISIT(st->ImageDecodeError);
+    Py_VISIT(st->Model);
+    Py_VISIT(st->ThreadPool);
+    Py_VISIT(st->Loader);
+    Py_VISIT(st->DensePlan);
+    return 0;
+}
+
+static int core_clear(PyObject *module) {
+    tt_module_state *st = tt_get_state(module);
+    Py_CLEAR(st->ModelFormatError);
+    Py_CLEAR(st->ImageDecodeError);
+    Py_CLEAR(st->Model);
+    Py_CLEAR(st->ThreadPool);
+    Py_CLEAR(st->Loader);
+    Py_CLEAR(st->DensePlan);
+    return 0;
+}
+
+static void core_free(void *module) { core_clear((PyObject *)module); }
+
+static PyModuleDef_Slot core_slots[] = {{Py_mod_exec, core_exec}, {0, NULL}};
+
+PyModuleDef tt_module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tflite_transfer._core",
+    .m_doc = "C core of tflite_transfer: TFLite reader, oneDNN engine, image pipeline, head trainer.",
+    .m_size = sizeof(tt_module_state),
+    .m_methods = core_methods,
+    .m_slots = core_slots,
+    .m_traverse = core_traverse,
+    .m_clear = core_clear,
+    .m_free = core_free,
+};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModuleDef_Init(&tt_module_def); }
