@@ -120,12 +120,14 @@ def test_nested_list_of_floats(model, images, expected):
 
 # -- the preprocess_input warning ------------------------------------------------------------
 def test_unscaled_float_input_warns_about_preprocess_input(model, images):
+    model._scale_warned = False  # the warning comes once per model; this fixture is shared
     with pytest.warns(UserWarning, match="preprocess_input"):
         model.predict(images.astype(np.float32))
 
 
 def test_negative_out_of_range_float_warns(model):
     x = np.full((1, 224, 224, 3), -2.0, np.float32)
+    model._scale_warned = False  # once per model; the fixture is shared
     with pytest.warns(UserWarning, match="preprocess_input"):
         model.predict(x)
 

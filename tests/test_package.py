@@ -29,3 +29,25 @@ def test_thread_count_must_be_an_int():
     for bad in ("2", 1.5, True, None):
         with pytest.raises(ValueError, match="`n` must be an int"):
             tt.set_num_threads(bad)
+
+
+def test_requires_python_covers_the_c_api_the_extension_calls():
+    """Issue 9 (found by reading): pyproject declared Python >= 3.9 while csrc/ calls 3.10 / 3.11
+    C API functions; an install on 3.9 / 3.10 failed to compile. The table lists the version
+    that introduced each function (docs.python.org, "Added in version")."""
+    import pathlib
+    import re
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    added = {"PyType_GetModuleByDef": (3, 11), "PyModule_AddObjectRef": (3, 10), "Py_NewRef": (3, 10),
+             "Py_XNewRef": (3, 10), "Py_IsNone": (3, 10), "PyModule_AddType": (3, 9),
+             "PyType_FromModuleAndSpec": (3, 9), "PyType_GetModule": (3, 9), "PyType_GetModuleState": (3, 9),
+             "PyErr_GetRaisedException": (3, 12), "PyLong_AsInt": (3, 13), "PyDict_GetItemRef": (3, 13),
+             "PyModule_Add": (3, 13), "PyImport_ImportModuleAttr": (3, 14)}
+    source = "\n".join(p.read_text() for p in sorted((root / "csrc").rglob("*.[ch]")))
+    used = {name: v for name, v in added.items() if re.search(rf"\b{name}\s*\(", source)}
+    needed = max(used.values())
+    spec = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
+    declared = tuple(int(v) for v in re.fullmatch(r">=\s*(\d+)\.(\d+)", spec.strip()).groups())
+    assert used and declared >= needed, (spec, used)

@@ -7,7 +7,7 @@ for decoding), reading standard ``.tflite`` models. Public modules mirror Keras:
 classification report) and ``visualization`` (matplotlib figures).
 """
 from ._native import ImageDecodeError, ModelFormatError, _core  # noqa: F401
-from . import applications, callbacks, data, datasets, layers, losses, metrics, models, optimizers  # noqa: F401
+from . import applications, callbacks, data, datasets, layers, losses, metrics, models, optimizers, utils  # noqa: F401
 from . import evaluation, visualization  # noqa: F401  (matplotlib / scikit-learn are imported on first use)
 from .models import Sequential  # noqa: F401
 

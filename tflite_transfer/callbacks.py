@@ -114,6 +114,15 @@ def _mode_op(mode, monitor):
     return mode
 
 
+def _check_log_key(cb, key, what):
+    keys = (cb.params or {}).get("metrics")
+    if keys is None or key in keys:
+        return
+    hint = " (val_ keys need validation_data or validation_split)" if key.startswith("val_") else ""
+    raise ValueError(f"{type(cb).__name__}: `{what}`={key!r} will not be in the logs of this fit, which are "
+                     f"{keys}{hint}.")
+
+
 class _Monitor(Callback):
     def __init__(self, monitor, mode, min_delta):
         super().__init__()
@@ -127,6 +136,11 @@ class _Monitor(Callback):
         if self.mode == "min":
             return current < best - self.min_delta
         return current > best + self.min_delta
+
+    def _check_monitor(self):
+        """In on_train_begin: ValueError when fit's logs (params["metrics"]) will never hold
+        `monitor`, instead of failing at the end of the first epoch (Keras warns there)."""
+        _check_log_key(self, self.monitor, "monitor")
 
     def _get(self, logs):
         v = (logs or {}).get(self.monitor)
@@ -155,6 +169,7 @@ class EarlyStopping(_Monitor):
         self.start_from_epoch = int(start_from_epoch)
 
     def on_train_begin(self, logs=None):
+        self._check_monitor()
         self.wait = 0
         self.stopped_epoch = 0
         self.best = self.baseline
@@ -194,8 +209,8 @@ class ModelCheckpoint(Callback):
     """Saves the model (or weights) after each epoch, atomically (temp file + rename).
 
     Args: filepath (str, may contain ``{epoch:02d}`` (1-based) and log keys like ``{val_loss:.2f}``),
-    monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False (then an .npz of
-    get_weights()), mode="auto".
+    monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False (then
+    ``model.save_weights(path)``: .h5 names as HDF5, others .npz, read back by ``load_weights``), mode="auto".
     """
 
     def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
@@ -210,6 +225,17 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = bool(save_weights_only)
         self.mode = _mode_op(mode, monitor)
         self.best = None
+
+    def on_train_begin(self, logs=None):
+        """Checks, before the first epoch, that `monitor` (save_best_only) and every ``{key}`` of
+        `filepath` will be in the logs (Keras fails at the end of the first epoch)."""
+        import string
+
+        if self.save_best_only:
+            _check_log_key(self, self.monitor, "monitor")
+        for _, field, _, _ in string.Formatter().parse(self.filepath):
+            if field is not None and field not in ("epoch", "learning_rate"):
+                _check_log_key(self, field.split(".")[0].split("[")[0], "filepath")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -226,13 +252,14 @@ class ModelCheckpoint(Callback):
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best} to {cur}, saving to {path}")
             self.best = cur
         if self.save_weights_only:
-            save_weights_npz(self.model, path)
+            self.model.save_weights(path)
         else:
             self.model.save(path)
 
 
 def save_weights_npz(model, path):
-    """Writes model.get_weights() to `path` (.npz, arrays w0, w1, ...) atomically."""
+    """Writes model.get_weights() to `path` (.npz, arrays w0, w1, ...) atomically (the format
+    ModelCheckpoint wrote before it used ``model.save_weights``; ``load_weights`` reads both)."""
     with atomic_write(path, suffix=".npz") as f:
         np.savez(f, **{f"w{i}": w for i, w in enumerate(model.get_weights())})
 
@@ -256,6 +283,14 @@ class ReduceLROnPlateau(_Monitor):
         self.min_lr = float(min_lr)
 
     def on_train_begin(self, logs=None):
+        """Fails before training when the optimizer's learning rate is a schedule (it cannot be
+        reduced) or `monitor` will not be in the logs: not at the first plateau, hours later."""
+        opt = getattr(self.model, "optimizer", None)
+        if opt is not None and not isinstance(getattr(opt, "_lr", 0.0), float):
+            raise ValueError(f"ReduceLROnPlateau needs an optimizer with a float learning rate; "
+                             f"{type(opt).__name__} is driven by the schedule "
+                             f"{type(opt._lr).__name__}. Remove the callback or pass a float learning_rate.")
+        self._check_monitor()
         self.best = None
         self.wait = 0
         self.cooldown_counter = 0

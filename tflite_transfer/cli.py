@@ -29,6 +29,9 @@ def _common(p, epochs=10):
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
+                   help="undecodable photos: stop with an error naming the file (raise, default) or leave them "
+                        "out with one warning listing them (skip)")
     ft = p.add_argument_group("fine-tuning (stage 2, after the frozen stage)")
     ft.add_argument("--no-fine-tune", dest="fine_tune", action="store_false",
                     help="stop after the frozen stage (no fine-tuning of the base)")
@@ -69,7 +72,9 @@ def _image_files(paths):
     files = []
     for p in paths:
         if os.path.isdir(p):
-            files += sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith(_IMAGE_EXTENSIONS))
+            # Hidden entries (macOS "._x.jpg", ".ipynb_checkpoints") are skipped, as the datasets do.
+            files += sorted(os.path.join(p, f) for f in os.listdir(p)
+                            if not f.startswith(".") and f.lower().endswith(_IMAGE_EXTENSIONS))
         elif os.path.exists(p):
             files.append(p)
         else:
@@ -108,6 +113,20 @@ def classify(paths, weights="imagenet", top=5, print_fn=print):
     return failed
 
 
+#: Python-API spellings in error hints -> this interface's options (hints are worded for the
+#: interface they appear in).
+_CLI_SPELLINGS = {"on_error='skip'": "--on-error skip", "on_error='raise'": "--on-error raise",
+                  "`validation_split`": "--validation-split", "validation_split": "--validation-split",
+                  "`batch_size`": "--batch-size", "`image_size`": "--image-size", "`epochs`": "--epochs"}
+
+
+def _cli_message(msg):
+    """An error message with the Python-API hints reworded as this CLI's options."""
+    for api, cli in _CLI_SPELLINGS.items():
+        msg = msg.replace(api, cli)
+    return msg
+
+
 def main(argv=None):
     """Entry point of the ``tflite-transfer`` console script; returns the exit status (int)."""
     args = build_parser().parse_args(argv)
@@ -118,7 +137,7 @@ def main(argv=None):
         try:
             return 1 if classify(args.images, weights=args.weights, top=args.top) else 0
         except (ValueError, OSError) as e:
-            print(f"tflite-transfer: {e}", file=sys.stderr)
+            print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
             return 1
     from . import flowers
 
@@ -137,10 +156,11 @@ def main(argv=None):
         flowers.run(directory=directory, epochs=args.epochs, batch_size=args.batch_size, image_size=args.image_size,
                     validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
                     output=args.output, verbose=args.verbose, fine_tune=args.fine_tune, fine_tune_at=args.fine_tune_at,
-                    fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate)
+                    fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
+                    on_error=args.on_error)
     except (ValueError, OSError) as e:
         # Bad folders, files and options: the message names them; a traceback would only hide it.
-        print(f"tflite-transfer: {e}", file=sys.stderr)
+        print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
         return 1
     return 0
 

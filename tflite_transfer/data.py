@@ -225,18 +225,47 @@ def smart_resize(x, size, interpolation="bilinear"):
 # ----------------------------------------------------------------------------- folder datasets
 
 
-def _list_valid_files(directory, follow_links):
-    """Image files under `directory`, Keras' order: walk roots sorted, then file names sorted."""
+#: Image-like extensions that are not decoded: counted (and named) in the "Found N files" line.
+UNREAD_IMAGE_FORMATS = (".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jfif", ".jp2", ".ico", ".svg")
+
+
+def _list_valid_files(directory, follow_links, unread=None):
+    """Image files under `directory`, Keras' order: walk roots sorted, then file names sorted.
+
+    Hidden entries (names starting with ".") are skipped at every level: macOS' ``._name.jpg``
+    resource forks, ``.ipynb_checkpoints/``, ``.DS_Store`` (Keras skips them only at the top).
+    `unread` (dict | None): counts of skipped image-like extensions (UNREAD_IMAGE_FORMATS) are added.
+    """
     out = []
-    for root, _, files in sorted(os.walk(directory, followlinks=follow_links), key=lambda t: t[0]):
+    walk = []
+    for root, dirs, files in os.walk(directory, followlinks=follow_links):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune hidden folders (topdown walk)
+        walk.append((root, files))
+    for root, files in sorted(walk, key=lambda t: t[0]):
         for fname in sorted(files):
-            if fname.lower().endswith(ALLOWLIST_FORMATS):
+            if fname.startswith("."):
+                continue
+            low = fname.lower()
+            if low.endswith(ALLOWLIST_FORMATS):
                 out.append(os.path.join(root, fname))
+            elif unread is not None and low.endswith(UNREAD_IMAGE_FORMATS):
+                ext = os.path.splitext(low)[1]
+                unread[ext] = unread.get(ext, 0) + 1
     return out
 
 
-def _index_directory(directory, labels, class_names, follow_links):
-    """(file_paths, labels int32 | None, class_names) in Keras' listing order (before shuffling)."""
+def _unread_note(unread):
+    """' (and N image files not read: 2 .webp, 1 .heic; readable: .bmp .gif .jpeg .jpg .png)' or ''."""
+    if not unread:
+        return ""
+    parts = ", ".join(f"{k} {ext}" for ext, k in sorted(unread.items(), key=lambda t: (-t[1], t[0])))
+    return (f" ({sum(unread.values())} image file(s) with other formats not read: {parts}; readable: "
+            f"{' '.join(ALLOWLIST_FORMATS)})")
+
+
+def _index_directory(directory, labels, class_names, follow_links, unread=None):
+    """(file_paths, labels int32 | None, class_names) in Keras' listing order (before shuffling).
+    `unread`: see `_list_valid_files`."""
     if labels == "inferred":
         subdirs = sorted(
             d for d in os.listdir(directory)
@@ -254,7 +283,7 @@ def _index_directory(directory, labels, class_names, follow_links):
         index = {c: i for i, c in enumerate(class_names)}
         paths, labs, empty = [], [], []
         for d in subdirs:
-            found = _list_valid_files(os.path.join(directory, d), follow_links)
+            found = _list_valid_files(os.path.join(directory, d), follow_links, unread)
             if not found:
                 empty.append(d)
             paths += found
@@ -265,7 +294,7 @@ def _index_directory(directory, labels, class_names, follow_links):
                 f"{ALLOWLIST_FORMATS}. Every class needs at least one image: remove the empty folder(s) or add images."
             )
         return paths, np.asarray(labs, dtype=np.int32), list(class_names)
-    paths = _list_valid_files(directory, follow_links)
+    paths = _list_valid_files(directory, follow_links, unread)
     if labels is None:
         return paths, None, None
     labs = list(labels)
@@ -289,8 +318,10 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
     """Dataset of images from a folder tree, like ``keras.utils.image_dataset_from_directory``.
 
     With ``labels="inferred"`` the layout is ``directory/<class_name>/.../<image>``: classes are the
-    sorted names of the sub-folders (hidden ones skipped), files with extensions .bmp .gif .jpeg .jpg
-    .png (any case) count, and files are listed class by class, each class walked with its folders
+    sorted names of the sub-folders, files with extensions .bmp .gif .jpeg .jpg .png (any case)
+    count, hidden entries (names starting with ".": ``._x.jpg``, ``.ipynb_checkpoints/``) are skipped
+    at every level (Keras skips them only at the top), image-like files in other formats (.webp,
+    .tiff, .heic, ...) are counted in the "Found N files" line, and files are listed class by class, each class walked with its folders
     sorted and file names sorted (Keras' order). With ``shuffle=True`` the list is then shuffled with
     ``np.random.RandomState(seed)`` as Keras does (so ``file_paths`` matches Keras' for the same seed)
     before the split: the last ``int(validation_split * N)`` files form the validation subset, the
@@ -390,18 +421,20 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         raise ValueError(f"`seed` must be an int in [0, 2**32) or None. Received: seed={seed!r}")
     seed = int(seed)
 
-    paths, labs, names = _index_directory(directory, labels, class_names, follow_links)
+    unread = {}
+    paths, labs, names = _index_directory(directory, labels, class_names, follow_links, unread)
     if label_mode == "binary" and len(names) != 2:
         raise ValueError(
             f'When passing `label_mode="binary"`, there must be exactly 2 class_names. Received: class_names={names}'
         )
     if not paths:
-        raise ValueError(f"No images found in directory {directory!r}. Allowed formats: {ALLOWLIST_FORMATS}")
+        raise ValueError(f"No images found in directory {directory!r}. Allowed formats: {ALLOWLIST_FORMATS}"
+                         + _unread_note(unread))
     if verbose:
         if labs is not None:
-            print(f"Found {len(paths)} files belonging to {len(names)} classes.")
+            print(f"Found {len(paths)} files belonging to {len(names)} classes{_unread_note(unread)}.")
         else:
-            print(f"Found {len(paths)} files.")
+            print(f"Found {len(paths)} files{_unread_note(unread)}.")
     if shuffle:
         np.random.RandomState(seed).shuffle(paths)
         if labs is not None:
@@ -411,6 +444,9 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
                   seed=seed, interpolation=interpolation, crop_to_aspect_ratio=bool(crop_to_aspect_ratio),
                   on_error=on_error, num_threads=int(num_threads), max_pixels=limit, prefetch=int(prefetch),
                   _interp=interp)
+
+    if validation_split:
+        _check_split(paths, labs, names, validation_split, shuffle)
 
     def make(sub, shuf):
         p, l = _split(paths, labs, validation_split, sub)
@@ -422,6 +458,30 @@ def image_dataset_from_directory(directory, labels="inferred", label_mode="int",
         # Keras reshuffles the training set each epoch but not the validation set here.
         return make("training", shuffle), make("validation", False)
     return make(subset, shuffle)
+
+
+def _check_split(paths, labs, names, validation_split, shuffle):
+    """Degenerate splits (beyond Keras, which accepts them silently): an empty subset raises
+    ValueError; a validation subset missing classes that the training subset has warns, naming
+    them (typically shuffle=False on class-sorted files)."""
+    n = len(paths)
+    n_val = int(validation_split * n)
+    n_train = n - n_val
+    if n_val < 1 or n_train < 1:
+        side, k = ("validation", n_val) if n_val < 1 else ("training", n_train)
+        raise ValueError(f"`validation_split`={validation_split} of {n} files leaves the {side} subset empty "
+                         f"({k} files): use a validation_split between {1 / n:.3g} and {1 - 1 / n:.3g}, or add files.")
+    if labs is None:
+        return
+    tr, va = set(labs[:n_train].tolist()), set(labs[n_train:].tolist())
+    missing = sorted(tr - va)
+    if missing:
+        hint = ("shuffle=False keeps the class-sorted file order, so the last files (the validation subset) "
+                "come from the last classes; pass shuffle=True with a seed" if not shuffle else
+                "the validation subset is too small to hold every class; raise validation_split")
+        warnings.warn(f"The validation subset ({n_val} files) has no files of class(es) "
+                      f"{[names[i] for i in missing]}, which the training subset has: {hint}.", UserWarning,
+                      stacklevel=3)
 
 
 def _split(paths, labs, validation_split, subset):
@@ -449,7 +509,10 @@ class ImageDataset:
     ``dataset.file_paths``). Epoch 0 — the first ``iter()`` — yields exactly that order. When
     ``shuffle=True`` every later epoch ``e`` yields the permutation
     ``np.random.default_rng([seed, e]).permutation(num_images)`` of it, so runs are reproducible and
-    epochs differ. The epoch counter advances each time an iterator is created. Decoding and resizing
+    epochs differ. The epoch counter advances each time an iterator is created. ``predict``,
+    ``evaluate`` and the feature pass of ``fit`` read the dataset with `iter_file_order` instead:
+    file_paths order, epoch not advanced, so ``model.predict(ds).argmax(1)`` lines up with
+    ``ds.labels`` (Keras follows the reshuffled order there; beyond Keras on purpose). Decoding and resizing
     of the next `prefetch` batches run on `num_threads` C threads while the caller works; the values do
     not depend on the thread count.
 
@@ -502,6 +565,20 @@ class ImageDataset:
             epoch = self._epoch
             self._epoch += 1
         order = self.epoch_order(epoch)
+        if self.batch_size is None:
+            return self._unbatched(order)
+        return self._batches(order, self.batch_size)
+
+    def iter_file_order(self):
+        """Batches in `file_paths` order, aligned with `labels`, without advancing the epoch.
+
+        What ``Sequential.predict`` and ``evaluate`` iterate (and the feature pass of ``fit``):
+        a shuffling dataset keeps its shuffle state, and ``model.predict(ds).argmax(1)`` lines up
+        with ``ds.labels`` and ``ds.file_paths``. Yields what iterating the dataset yields
+        ((images, labels) batches, images only for label_mode=None, single images for
+        batch_size=None), in the order of epoch 0.
+        """
+        order = np.arange(self.num_images, dtype=np.int64)
         if self.batch_size is None:
             return self._unbatched(order)
         return self._batches(order, self.batch_size)

@@ -29,7 +29,8 @@ import numpy as np
 
 def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validation_split=0.2, seed=123,
         augment=(False, True), weights="imagenet", output="flowers_output", verbose=1, learning_rate=1e-3,
-        print_fn=print, fine_tune=True, fine_tune_at=100, fine_tune_epochs=10, fine_tune_learning_rate=1e-5):
+        print_fn=print, fine_tune=True, fine_tune_at=100, fine_tune_epochs=10, fine_tune_learning_rate=1e-5,
+        on_error="raise"):
     """Runs the job; returns a dict {run name: results} (see summary.json).
 
     Args:
@@ -47,6 +48,8 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
       fine_tune_epochs (int >= 1): stage 2 trains up to epoch ``epochs + fine_tune_epochs``
         from ``initial_epoch = history.epoch[-1]``, as the tutorial.
       fine_tune_learning_rate (float): RMSprop's, stage 2.
+      on_error ("raise" | "skip"): undecodable photos, as `image_dataset_from_directory`'s `on_error`
+        (the CLI's ``--on-error``).
 
     Returns:
       {run name: dict(val_accuracy, history, fit_path, classification_report, confusion_matrix,
@@ -70,7 +73,7 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
         directory = datasets.tf_flowers()
     train_ds, val_ds = image_dataset_from_directory(
         directory, validation_split=validation_split, subset="both", seed=seed, image_size=tuple(image_size),
-        batch_size=batch_size)
+        batch_size=batch_size, on_error=on_error)
     class_names = list(train_ds.class_names)
     times["load"] = time.perf_counter() - t
     print_fn(f"Data: {directory}: {train_ds.num_images} training and {val_ds.num_images} validation images, "

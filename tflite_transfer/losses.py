@@ -37,13 +37,61 @@ class Loss:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         """Scalar float loss of y_pred (N, C) against y_true; sample_weight (N,) or None."""
-        per = self.per_sample(y_true, np.asarray(y_pred, np.float64))
+        y_pred = np.asarray(y_pred, np.float64)
+        y_true = check_labels(self.kind, y_true, y_pred, f"Loss {self.name!r}")
+        per = self.per_sample(y_true, y_pred)
         if sample_weight is not None:
             per = per * np.asarray(sample_weight, np.float64).reshape(-1)
         return float(np.sum(per) / max(len(per), 1))
 
     def __repr__(self):
         return f"{type(self).__name__}(from_logits={self.from_logits}, label_smoothing={self.label_smoothing})"
+
+
+_HINT = {
+    "sparse_categorical": "one-hot labels need categorical_crossentropy / categorical_accuracy / "
+                          "top_k_categorical_accuracy",
+    "categorical": "integer labels need sparse_categorical_crossentropy / sparse_categorical_accuracy / "
+                   "sparse_top_k_categorical_accuracy, or 'accuracy'",
+    "binary": "binary labels are 0/1 of shape (N,) or (N, units)",
+}
+
+
+def check_labels(kind, y_true, y_pred, who):
+    """Checks that y_true has the format `kind` expects against y_pred (N, C); returns y_true as an array.
+
+    kind: "sparse_categorical" (integer class indices (N,) or (N, 1) in [0, C)), "categorical"
+    (one-hot / probabilities (N, C)) or "binary" ((N,) or (N, units) values in [0, 1]). Shared by the
+    losses called directly and by the metrics (checked at every update, so the first one catches a
+    mismatch). Raises ValueError naming `who` (the loss or metric), both shapes and the fix.
+    """
+    y = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    if p.ndim != 2 or p.shape[0] == 0:
+        raise ValueError(f"{who} expects y_pred of shape (N, C). Received: y_pred.shape={p.shape}")
+    n, c = p.shape
+    bad = None
+    if kind == "sparse_categorical":
+        yy = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+        if yy.ndim != 1 or len(yy) != n:
+            bad = f"integer class indices of shape ({n},)"
+        elif not (np.issubdtype(yy.dtype, np.integer) or
+                  (np.issubdtype(yy.dtype, np.floating) and np.all(np.floor(yy) == yy))):
+            bad = "integer class indices"
+        elif yy.size and (yy.min() < 0 or yy.max() >= c):
+            bad = f"class indices in [0, {c})"
+        if bad is None:
+            return yy
+    elif kind == "categorical":
+        if y.shape != (n, c):
+            bad = f"one-hot labels of shape ({n}, {c})"
+    else:
+        if y.size != p.size or len(y) != n:
+            bad = f"0/1 labels of shape ({n},) or ({n}, {c})"
+    if bad is not None:
+        raise ValueError(f"{who} expects {bad}. Received: y_true.shape={y.shape}, y_true.dtype={y.dtype}, "
+                         f"y_pred.shape={p.shape} ({_HINT[kind]}).")
+    return y
 
 
 def _log_probs(y_pred, from_logits):

@@ -1,5 +1,10 @@
 """Metrics, Keras names: accuracy (resolved by the loss), sparse/categorical/binary
-accuracy, sparse top-k categorical accuracy, and Mean.
+accuracy, sparse and one-hot top-k categorical accuracy, and Mean.
+
+Each metric checks the label format it expects (integer indices, one-hot, 0/1) at every
+update, so the first batch of fit raises a ValueError naming the metric when the labels
+do not fit it (Keras reports a wrong number instead, e.g. categorical_accuracy on integer
+labels).
 
 A metric is stateful (``update_state(y_true, y_pred)``, ``result()``,
 ``reset_state()``) and streams over batches; the result is the fraction of
@@ -9,6 +14,7 @@ class_weight (Keras' ``metrics=``, not ``weighted_metrics=``).
 import numpy as np
 
 from .layers.base import _snake
+from .losses import check_labels
 
 
 class Metric:
@@ -50,7 +56,7 @@ class SparseCategoricalAccuracy(Metric):
     """Fraction of samples with argmax(y_pred) == y_true; y_true int (N,), y_pred (N, C)."""
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        y = np.asarray(y_true).reshape(-1)
+        y = check_labels("sparse_categorical", y_true, y_pred, f"Metric {self.name!r} (SparseCategoricalAccuracy)")
         self._add(np.argmax(y_pred, axis=-1) == y, sample_weight)
 
 
@@ -58,7 +64,8 @@ class CategoricalAccuracy(Metric):
     """Fraction with argmax(y_pred) == argmax(y_true); both (N, C)."""
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        self._add(np.argmax(y_pred, axis=-1) == np.argmax(y_true, axis=-1), sample_weight)
+        y = check_labels("categorical", y_true, y_pred, f"Metric {self.name!r} (CategoricalAccuracy)")
+        self._add(np.argmax(y_pred, axis=-1) == np.argmax(y, axis=-1), sample_weight)
 
 
 class BinaryAccuracy(Metric):
@@ -70,7 +77,8 @@ class BinaryAccuracy(Metric):
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = np.asarray(y_pred)
-        t = np.asarray(y_true).reshape(y_pred.shape)
+        y_pred = y_pred.reshape(len(y_pred), -1)
+        t = check_labels("binary", y_true, y_pred, f"Metric {self.name!r} (BinaryAccuracy)").reshape(y_pred.shape)
         hit = ((y_pred > self.threshold) == (t > 0.5)).reshape(len(y_pred), -1).mean(axis=-1)
         self._add(hit, sample_weight)
 
@@ -84,9 +92,12 @@ class SparseTopKCategoricalAccuracy(Metric):
         self.k = int(k)
         super().__init__(name or "sparse_top_k_categorical_accuracy")
 
+    _kind = "sparse_categorical"
+
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_pred = np.asarray(y_pred)
-        y = np.asarray(y_true).reshape(-1).astype(np.int64)
+        y = check_labels(self._kind, y_true, y_pred, f"Metric {self.name!r} ({type(self).__name__})")
+        y = (np.argmax(y, axis=-1) if self._kind == "categorical" else y).astype(np.int64)
         # Ties count as hits, as in Keras' in_top_k.
         target = y_pred[np.arange(len(y)), y]
         rank = np.sum(y_pred > target[:, None], axis=-1)
@@ -96,6 +107,16 @@ class SparseTopKCategoricalAccuracy(Metric):
         return {"name": self.name, "k": self.k}
 
 
+class TopKCategoricalAccuracy(SparseTopKCategoricalAccuracy):
+    """Fraction of samples whose one-hot label (argmax of y_true (N, C)) is among the k highest
+    scores of y_pred (N, C) (k=5, Keras' ``TopKCategoricalAccuracy``; ties count as hits)."""
+
+    _kind = "categorical"
+
+    def __init__(self, k=5, name=None):
+        super().__init__(k=k, name=name or "top_k_categorical_accuracy")
+
+
 
 
 _BY_NAME = {
@@ -103,6 +124,7 @@ _BY_NAME = {
     "categorical_accuracy": CategoricalAccuracy,
     "binary_accuracy": BinaryAccuracy,
     "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
 }
 
 

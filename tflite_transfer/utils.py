@@ -145,3 +145,14 @@ def _download(url, out, desc, total, progress, timeout):
                     break
                 out.write(chunk)
                 bar.update(len(chunk))
+
+
+def set_random_seed(seed):
+    """``keras.utils.set_random_seed``: seeds Python's ``random``, NumPy's global generator and
+    the package generator behind every random draw made without an explicit `seed` (weight
+    initializers, Dropout, augmentation layers, fit's shuffling). See
+    ``tflite_transfer.layers.set_random_seed`` (the same function). Raises ValueError unless
+    `seed` is an int in [0, 2**32)."""
+    from .layers.core import set_random_seed as _set
+
+    _set(seed)

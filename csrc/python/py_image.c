@@ -156,11 +156,18 @@ static void job_free(job *j) {
 }
 
 static void loader_release(LoaderObject *self) {
-    /* wait for every task still running (their buffers are ours), then stop the threads */
+    /* Detach everything the workers read (jobs, pool, path list) while holding the GIL, then
+     * wait for every task still running (their buffers are ours) and stop the threads with the
+     * GIL released. A second close() from another thread meanwhile finds nothing left to free
+     * (it used to free the path list under the workers of the first). */
     job *j = self->jobs;
     self->jobs = NULL;
     tt_pool *p = self->pool;
     self->pool = NULL;
+    char **paths = self->paths; /* (n_paths) owned, freed below after the workers stopped */
+    Py_ssize_t n_paths = self->n_paths;
+    self->paths = NULL;
+    self->n_paths = 0;
     Py_BEGIN_ALLOW_THREADS
     for (job *q = j; q; q = q->next) {
         if (q->task) tt_pool_wait(p, q->task);
@@ -173,10 +180,9 @@ static void loader_release(LoaderObject *self) {
         job_free(j);
         j = nx;
     }
-    if (self->paths) {
-        for (Py_ssize_t i = 0; i < self->n_paths; i++) free(self->paths[i]);
-        free(self->paths);
-        self->paths = NULL;
+    if (paths) {
+        for (Py_ssize_t i = 0; i < n_paths; i++) free(paths[i]);
+        free(paths);
     }
 }
 

@@ -26,7 +26,22 @@ struct tt_dense {
     dnnl_memory_t m_w;  /* (out, in) logical, Keras (in, out) physical: io */
     dnnl_memory_t m_b;  /* (out) a */
     dnnl_memory_t m_y;  /* (batch, out) nc */
+    /* User scratchpad (as the engine): oneDNN's library scratchpad would tie each primitive to
+     * the thread that created it in the default build, while plans run on any thread. One
+     * buffer for the three primitives (the plan runs one at a time); a memory object per
+     * primitive on it, NULL when that primitive needs none. Owned. */
+    void *scratch;             /* (scratch_bytes) 64-byte aligned */
+    size_t scratch_bytes;
+    dnnl_memory_t m_scratch[3]; /* fwd, bwd_data, bwd_weights */
 };
+
+/* The (nargs + 1)-th argument of primitive k: its scratchpad, if it has one; returns the count. */
+static int with_scratch(const tt_dense *d, int k, dnnl_exec_arg_t *args, int nargs) {
+    if (d->m_scratch[k] == NULL) return nargs;
+    args[nargs].arg = DNNL_ARG_SCRATCHPAD;
+    args[nargs].memory = d->m_scratch[k];
+    return nargs + 1;
+}
 
 #define DNNL_TRY(call, what)                                                              \
     do {                                                                                  \
@@ -42,6 +57,7 @@ tt_status tt_dense_create(tt_dense **out, int64_t batch, int64_t in, int64_t out
     tt_status st = TT_OK;
     dnnl_memory_desc_t md_x = NULL, md_w = NULL, md_b = NULL, md_y = NULL;
     dnnl_primitive_desc_t pd_f = NULL, pd_bd = NULL, pd_bw = NULL;
+    dnnl_primitive_attr_t attr = NULL;
     tt_dense *d = NULL;
     if (out == NULL) return tt_error(TT_INVALID_ARGUMENT, "tt_dense_create: out is NULL");
     *out = NULL;
@@ -63,15 +79,36 @@ tt_status tt_dense_create(tt_dense **out, int64_t batch, int64_t in, int64_t out
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&md_w, 2, dw, dnnl_f32, dnnl_io), "memory_desc(kernel)");
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&md_b, 1, db, dnnl_f32, dnnl_a), "memory_desc(bias)");
     DNNL_TRY(dnnl_memory_desc_create_with_tag(&md_y, 2, dy, dnnl_f32, dnnl_nc), "memory_desc(y)");
+    DNNL_TRY(dnnl_primitive_attr_create(&attr), "primitive_attr_create");
+    DNNL_TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "set_scratchpad_mode");
     DNNL_TRY(dnnl_inner_product_forward_primitive_desc_create(&pd_f, d->engine, dnnl_forward_training, md_x,
-                                                              md_w, md_b, md_y, NULL),
+                                                              md_w, md_b, md_y, attr),
              "inner_product forward_training");
     DNNL_TRY(dnnl_inner_product_backward_data_primitive_desc_create(&pd_bd, d->engine, md_x, md_w, md_y, pd_f,
-                                                                    NULL),
+                                                                    attr),
              "inner_product backward_data");
     DNNL_TRY(dnnl_inner_product_backward_weights_primitive_desc_create(&pd_bw, d->engine, md_x, md_w, md_b,
-                                                                       md_y, pd_f, NULL),
+                                                                       md_y, pd_f, attr),
              "inner_product backward_weights");
+    {
+        const_dnnl_primitive_desc_t pds[3] = {pd_f, pd_bd, pd_bw};
+        const_dnnl_memory_desc_t smd[3];
+        for (int k = 0; k < 3; k++) {
+            smd[k] = dnnl_primitive_desc_query_md(pds[k], dnnl_query_scratchpad_md, 0);
+            size_t b = smd[k] ? dnnl_memory_desc_get_size(smd[k]) : 0;
+            if (b > d->scratch_bytes) d->scratch_bytes = b;
+        }
+        if (d->scratch_bytes > 0) {
+            d->scratch = aligned_alloc(64, (d->scratch_bytes + 63) & ~(size_t)63);
+            if (d->scratch == NULL) {
+                st = tt_error(TT_OUT_OF_MEMORY, "dense: cannot allocate a %zu-byte scratchpad", d->scratch_bytes);
+                goto error;
+            }
+        }
+        for (int k = 0; k < 3; k++)
+            if (smd[k] && dnnl_memory_desc_get_size(smd[k]) > 0)
+                DNNL_TRY(dnnl_memory_create(&d->m_scratch[k], smd[k], d->engine, d->scratch), "memory_create(scratchpad)");
+    }
     DNNL_TRY(dnnl_primitive_create(&d->fwd, pd_f), "primitive_create(forward)");
     DNNL_TRY(dnnl_primitive_create(&d->bwd_data, pd_bd), "primitive_create(backward_data)");
     DNNL_TRY(dnnl_primitive_create(&d->bwd_weights, pd_bw), "primitive_create(backward_weights)");
@@ -82,6 +119,7 @@ tt_status tt_dense_create(tt_dense **out, int64_t batch, int64_t in, int64_t out
     dnnl_primitive_desc_destroy(pd_f);
     dnnl_primitive_desc_destroy(pd_bd);
     dnnl_primitive_desc_destroy(pd_bw);
+    dnnl_primitive_attr_destroy(attr);
     dnnl_memory_desc_destroy(md_x);
     dnnl_memory_desc_destroy(md_w);
     dnnl_memory_desc_destroy(md_b);
@@ -92,6 +130,7 @@ error:
     if (pd_f) dnnl_primitive_desc_destroy(pd_f);
     if (pd_bd) dnnl_primitive_desc_destroy(pd_bd);
     if (pd_bw) dnnl_primitive_desc_destroy(pd_bw);
+    if (attr) dnnl_primitive_attr_destroy(attr);
     if (md_x) dnnl_memory_desc_destroy(md_x);
     if (md_w) dnnl_memory_desc_destroy(md_w);
     if (md_b) dnnl_memory_desc_destroy(md_b);
@@ -106,6 +145,9 @@ void tt_dense_destroy(tt_dense *d) {
     if (d->m_w) dnnl_memory_destroy(d->m_w);
     if (d->m_b) dnnl_memory_destroy(d->m_b);
     if (d->m_y) dnnl_memory_destroy(d->m_y);
+    for (int k = 0; k < 3; k++)
+        if (d->m_scratch[k]) dnnl_memory_destroy(d->m_scratch[k]);
+    free(d->scratch);
     if (d->fwd) dnnl_primitive_destroy(d->fwd);
     if (d->bwd_data) dnnl_primitive_destroy(d->bwd_data);
     if (d->bwd_weights) dnnl_primitive_destroy(d->bwd_weights);
@@ -131,9 +173,9 @@ tt_status tt_dense_forward(tt_dense *d, const float *x, const float *kernel, con
     tt_status st;
     if (!d || !x || !kernel || !bias || !y) return tt_error(TT_INVALID_ARGUMENT, "dense_forward: NULL argument");
     if ((st = dense_bind(d, x, kernel, bias, y)) != TT_OK) return st;
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, d->m_x}, {DNNL_ARG_WEIGHTS, d->m_w},
+    dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, d->m_x}, {DNNL_ARG_WEIGHTS, d->m_w},
                                {DNNL_ARG_BIAS, d->m_b}, {DNNL_ARG_DST, d->m_y}};
-    DNNL_TRY(dnnl_primitive_execute(d->fwd, d->stream, 4, args), "execute(forward)");
+    DNNL_TRY(dnnl_primitive_execute(d->fwd, d->stream, with_scratch(d, 0, args, 4), args), "execute(forward)");
     DNNL_TRY(dnnl_stream_wait(d->stream), "stream_wait");
     return TT_OK;
 error:
@@ -147,16 +189,18 @@ tt_status tt_dense_backward(tt_dense *d, const float *dy, const float *x, const 
         return tt_error(TT_INVALID_ARGUMENT, "dense_backward: NULL argument");
     /* Weights gradient: m_x = x, m_w = dkernel, m_b = dbias, m_y = dy. */
     if ((st = dense_bind(d, x, dkernel, dbias, dy)) != TT_OK) return st;
-    dnnl_exec_arg_t aw[4] = {{DNNL_ARG_SRC, d->m_x}, {DNNL_ARG_DIFF_WEIGHTS, d->m_w},
+    dnnl_exec_arg_t aw[5] = {{DNNL_ARG_SRC, d->m_x}, {DNNL_ARG_DIFF_WEIGHTS, d->m_w},
                              {DNNL_ARG_DIFF_BIAS, d->m_b}, {DNNL_ARG_DIFF_DST, d->m_y}};
-    DNNL_TRY(dnnl_primitive_execute(d->bwd_weights, d->stream, 4, aw), "execute(backward_weights)");
+    DNNL_TRY(dnnl_primitive_execute(d->bwd_weights, d->stream, with_scratch(d, 2, aw, 4), aw),
+             "execute(backward_weights)");
     DNNL_TRY(dnnl_stream_wait(d->stream), "stream_wait");
     if (dx != NULL) {
         /* Data gradient: m_x = dx, m_w = kernel, m_y = dy. */
         if ((st = dense_bind(d, dx, kernel, dbias, dy)) != TT_OK) return st;
-        dnnl_exec_arg_t ad[3] = {{DNNL_ARG_DIFF_SRC, d->m_x}, {DNNL_ARG_WEIGHTS, d->m_w},
+        dnnl_exec_arg_t ad[4] = {{DNNL_ARG_DIFF_SRC, d->m_x}, {DNNL_ARG_WEIGHTS, d->m_w},
                                  {DNNL_ARG_DIFF_DST, d->m_y}};
-        DNNL_TRY(dnnl_primitive_execute(d->bwd_data, d->stream, 3, ad), "execute(backward_data)");
+        DNNL_TRY(dnnl_primitive_execute(d->bwd_data, d->stream, with_scratch(d, 1, ad, 3), ad),
+                 "execute(backward_data)");
         DNNL_TRY(dnnl_stream_wait(d->stream), "stream_wait");
     }
     return TT_OK;

@@ -292,8 +292,10 @@ class MobileNetV2Model(Layer):
         1280-d features, the classifier output before softmax, the model output.
     """
 
+    expects_images = True
+
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
-                 classes=1001, name=None, weights=None, trainable=True):
+                 classes=1001, name=None, weights=None, trainable=True, classifier_activation="softmax"):
         self._layers = None
         super().__init__(name=name, trainable=trainable)
         self.weights_path = os.fspath(model_path)
@@ -304,6 +306,12 @@ class MobileNetV2Model(Layer):
         self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
         self.probabilities_tensor = self.model.outputs[0]
         self.include_top = bool(include_top)
+        if classifier_activation not in ("softmax", None):
+            raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained "
+                             f"classifier. Received: classifier_activation={classifier_activation!r}")
+        self.classifier_activation = classifier_activation
+        # The output with the top: probabilities (softmax) or the classifier's logits (None, as Keras).
+        self._top_tensor = self.probabilities_tensor if classifier_activation == "softmax" else self.logits_tensor
         n_out = int(self.model.tensors[self.probabilities_tensor]["shape"][-1])
         if self.include_top and classes != n_out:
             raise ValueError(f"With include_top=True and pretrained weights, `classes` must be {n_out} "
@@ -455,8 +463,8 @@ class MobileNetV2Model(Layer):
         """Output shape (batch None) for `input_shape` (None, H, W, 3) (tuple)."""
         _, h, w, _ = input_shape
         if self.include_top:
-            shp = self.model.output_shape(self.probabilities_tensor, batch=1, height=h, width=w)
-            return (None,) + tuple(shp[1:])
+            shp = self.model.output_shape(self._top_tensor, batch=1, height=h, width=w)
+            return (None, int(shp[-1]))
         shp = self.model.output_shape(self.feature_map_tensor, batch=1, height=h, width=w)
         if self.pooling is None:
             return (None,) + tuple(shp[1:])
@@ -489,19 +497,39 @@ class MobileNetV2Model(Layer):
         if not np.isfinite(x).all():
             raise ValueError("`x` contains NaN or infinite values. "
                              f"Received: x.shape={x.shape}, x.dtype={x.dtype}")
-        lo, hi = float(x.min()), float(x.max())
-        if hi > 1.5 or lo < -1.5:
-            warnings.warn(f"`x` is float with values in [{lo:g}, {hi:g}], but MobileNetV2 expects inputs in "
-                          "[-1, 1]. Pass uint8 images, or scale float images with "
-                          "`tflite_transfer.applications.mobilenet_v2.preprocess_input` first.",
-                          UserWarning, stacklevel=3)
+        self._check_scale(x)
         return x
+
+    def _check_scale(self, x):
+        """Warns (once per model) when a float batch does not look like ``preprocess_input``'s
+        output in [-1, 1]: raw [0, 255] values, [0, 1] values (``image / 255``, ``Rescaling(1/255)``),
+        or values in [-1.008, -0.992] (``preprocess_input`` applied twice). Each costs accuracy
+        silently otherwise (on grace_hopper.bmp the top-1 leaves "military uniform")."""
+        if getattr(self, "_scale_warned", False):
+            return
+        lo, hi = float(x.min()), float(x.max())
+        what = None
+        if hi > 1.5 or lo < -1.5:
+            what = "looks like raw pixels in [0, 255]"
+        elif lo >= 0.0 and 0.0 < hi <= 1.0:
+            what = "looks like images scaled to [0, 1] (image / 255 or Rescaling(1/255))"
+        elif hi > lo and lo >= -1.0 - 1.5 / 127.5 and hi <= -1.0 + 1.5 / 127.5:
+            what = "looks like `preprocess_input` applied twice"
+        if what is None:
+            return
+        self._scale_warned = True
+        warnings.warn(f"{self.name!r}: `x` is float with values in [{lo:g}, {hi:g}], which {what}, but "
+                      "MobileNetV2 expects float inputs in [-1, 1]. Pass uint8 images (scaled inside), or "
+                      "scale float RGB in [0, 255] once with "
+                      "`tflite_transfer.applications.mobilenet_v2.preprocess_input`. (Warned once per model.)",
+                      UserWarning, stacklevel=4)
 
     # -- compute ----------------------------------------------------------------
     def _forward(self, xb, pooling):
         """One engine run on a prepared batch (N, H, W, 3) float32."""
         if self.include_top:
-            return self.model.run(xb, self.probabilities_tensor)
+            y = self.model.run(xb, self._top_tensor)
+            return y.reshape(y.shape[0], -1)  # logits come as (N, 1, 1, 1001) from a 1x1 conv
         if pooling is None:
             return self.model.run(xb, self.feature_map_tensor)
         if pooling == "avg" and self._hw == self._native_hw():
@@ -575,7 +603,7 @@ class MobileNetV2Model(Layer):
         return [op for op in self.model.ops if op["index"] in need]
 
     def _output_dependency(self):
-        return self.probabilities_tensor if self.include_top else self.feature_map_tensor
+        return self._top_tensor if self.include_top else self.feature_map_tensor
 
     def get_weights(self):
         """Float32 copies of the weights and biases of the conv / depthwise / FC ops
@@ -620,7 +648,7 @@ class MobileNetV2Model(Layer):
         """Constructor arguments (JSON-serializable dict), Keras-style."""
         return {"name": self.name, "trainable": self.trainable, "input_shape": self.input_shape[1:],
                 "include_top": self.include_top, "weights": self._weights_arg, "pooling": self.pooling,
-                "classes": self.classes}
+                "classes": self.classes, "classifier_activation": self.classifier_activation}
 
     def inspect(self):
         """Summary of the graph: dict(model=the _core.Model, ops, tensors, inputs, outputs,
@@ -636,7 +664,7 @@ class MobileNetV2Model(Layer):
 
 
 def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=None, classes=1001,
-                name=None, **kwargs):
+                name=None, alpha=1.0, input_tensor=None, classifier_activation="softmax", **kwargs):
     """Builds an ImageNet-pretrained MobileNetV2 1.0 (Keras' ``applications.MobileNetV2``).
 
     Args:
@@ -652,6 +680,11 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         global max. Ignored when include_top=True (as in Keras).
       classes (int): must be the model's class count (1001) with include_top=True.
       name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
+      alpha (float): the width multiplier; 1.0, the width of the pretrained .tflite weights (other
+        values raise ValueError naming `alpha`).
+      input_tensor: None only (there are no symbolic tensors here; pass `input_shape`).
+      classifier_activation ("softmax" | None): with include_top=True, probabilities (default) or,
+        with None, the classifier's logits (N, 1001), as Keras. Ignored when include_top=False.
       **kwargs: `trainable` (bool, default True).
 
     Returns:
@@ -667,6 +700,15 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     trainable = kwargs.pop("trainable", True)
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or float(alpha) != 1.0:
+        raise ValueError("`alpha` must be 1.0: the pretrained .tflite weights are MobileNetV2 1.0 (Keras' other "
+                         f"widths 0.35, 0.5, 0.75, 1.3, 1.4 have no weights here). Received: alpha={alpha!r}")
+    if input_tensor is not None:
+        raise ValueError("`input_tensor` must be None: tflite_transfer has no symbolic tensors; pass "
+                         f"`input_shape=(H, W, 3)` instead. Received: input_tensor={type(input_tensor).__name__}")
+    if classifier_activation not in ("softmax", None):
+        raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained classifier. "
+                         f"Received: classifier_activation={classifier_activation!r}")
     if weights is None:
         raise ValueError("`weights=None` (random initialization) is not supported: tflite_transfer runs "
                          "pretrained .tflite models only. Use weights='imagenet' or the path of a .tflite file.")
@@ -702,5 +744,6 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     if name is None:
         name = f"mobilenetv2_1.00_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
-                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable)
+                         name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable,
+                         classifier_activation=classifier_activation)
     return m

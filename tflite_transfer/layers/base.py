@@ -19,6 +19,12 @@ class Layer:
     """
 
     is_random = False
+    #: True for layers whose output shape is their input shape (augmentation except RandomCrop,
+    #: Rescaling, Dropout): Sequential looks through them for a layer that fixes the input shape.
+    preserves_shape = False
+    #: True for layers that take batches of images (N, H, W, C) (augmentation, 2D poolings, bases):
+    #: Sequential then names a missing batch axis instead of failing inside a layer.
+    expects_images = False
     _counters = {}
 
     def __init__(self, name=None, trainable=True):

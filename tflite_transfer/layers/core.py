@@ -18,12 +18,25 @@ _rng = np.random.default_rng()
 
 
 def set_random_seed(seed):
-    """Seeds the generator behind weight initializers and unseeded Dropout (int >= 0).
+    """Seeds every random draw of the package, ``keras.utils.set_random_seed``'s contract.
 
-    Like ``keras.utils.set_random_seed`` for this package's layers: after it, the
-    same model built the same way gets the same initial weights.
+    Seeds Python's ``random``, NumPy's global generator (``np.random.seed``: e.g. the seed
+    ``image_dataset_from_directory(seed=None)`` draws, as in Keras) and the package generator
+    from which every random object created afterwards without its own `seed` takes one: weight
+    initializers (Dense), Dropout masks, the augmentation layers (RandomFlip, RandomRotation, ...)
+    and fit's shuffling. Two runs of the same script after ``set_random_seed(s)`` give the same
+    history and weights. Also available as ``tflite_transfer.utils.set_random_seed``.
+
+    Args:
+      seed (int): in [0, 2**32). Raises ValueError otherwise.
     """
+    import random
+
     global _rng
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"`seed` must be an int in [0, 2**32). Received: seed={seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed))
     _rng = np.random.default_rng(int(seed))
 
 
@@ -199,6 +212,7 @@ class Dropout(Layer):
     """
 
     is_random = True
+    preserves_shape = True
 
     def __init__(self, rate, noise_shape=None, seed=None, name=None, trainable=True):
         super().__init__(name=name, trainable=trainable)
@@ -247,6 +261,7 @@ class _GlobalPooling2D(Layer):
     """Shared parts of the global poolings (channels_last only)."""
 
     _default_name = None
+    expects_images = True
 
     def __init__(self, data_format="channels_last", keepdims=False, name=None, trainable=True):
         super().__init__(name=name or _keras_name(self._default_name), trainable=trainable)
@@ -296,6 +311,8 @@ class Flatten(Layer):
 
 
 class Rescaling(Layer):
+    preserves_shape = True
+
     """``x * scale + offset`` as float32, Keras' ``layers.Rescaling`` (e.g. scale=1/127.5, offset=-1)."""
 
     def __init__(self, scale, offset=0.0, name=None, trainable=True):

@@ -10,8 +10,8 @@ dtype is preserved: uint8 results are rounded (half up) and saturated to [0, 255
 are not clipped, except by RandomBrightness/RandomContrast, which clip to `value_range` as Keras.
 Other real dtypes are computed as float32.
 
-Randomness: each layer owns a ``numpy.random.Generator`` seeded with its `seed` (None: fresh OS
-entropy) and draws the parameters of every image of a batch from it in Python; the generator's
+Randomness: each layer owns a ``numpy.random.Generator`` seeded with its `seed` (None: a seed drawn
+from the package generator, which ``tt.utils.set_random_seed`` seeds; OS entropy otherwise) and draws the parameters of every image of a batch from it in Python; the generator's
 state advances call by call, so successive batches and epochs get new draws while a run is
 reproducible from its seeds. The C kernels (``csrc/image/augment.c``) are deterministic and run one
 image per thread of the shared pool, so results do not depend on the thread count. Unlike Keras
@@ -32,6 +32,7 @@ import numpy as np
 from .. import data as _data
 from .._native import _core
 from .base import Layer
+from .core import _new_seed
 
 __all__ = ["RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation", "RandomCrop", "RandomBrightness",
            "RandomContrast"]
@@ -69,13 +70,16 @@ class _RandomImageLayer(Layer):
     """Shared plumbing: seeding, input checks, dtype handling, identity outside training."""
 
     is_random = True
+    preserves_shape = True
+    expects_images = True
 
     def __init__(self, seed=None, name=None, **kwargs):
         super().__init__(name=name, **kwargs)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"`seed` must be a non-negative int or None. Received: seed={seed!r}")
         self.seed = None if seed is None else int(seed)
-        self._rng = np.random.default_rng(self.seed)
+        # No seed: one from the package generator, so tt.utils.set_random_seed covers this layer.
+        self._rng = np.random.default_rng(self.seed if self.seed is not None else _new_seed())
 
     def _batch(self, x):
         """(contiguous 4D uint8/float32 batch, was_3d)."""
@@ -285,6 +289,8 @@ class RandomTranslation(_AffineLayer):
 
 
 class RandomCrop(_RandomImageLayer):
+    preserves_shape = False
+
     """Crops a random (height, width) window of each image (``keras.layers.RandomCrop``).
 
     In training, each image gets its own uniformly drawn offset; images smaller than the crop are

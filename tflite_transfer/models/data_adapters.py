@@ -20,7 +20,19 @@ def _is_dataset(obj):
 
 def _check_x(x, name):
     if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
+        try:
+            x = np.asarray(x)
+        except ValueError:  # NumPy's "inhomogeneous shape": images of different sizes
+            shapes = []
+            for e in x:
+                s = tuple(np.shape(e)) if not isinstance(e, (list, tuple)) else _nested_shape(e)
+                if s not in shapes:
+                    shapes.append(s)
+            raise ValueError(f"`{name}` is a list of {len(x)} arrays of different shapes "
+                             f"({', '.join(map(str, shapes[:4]))}{', ...' if len(shapes) > 4 else ''}); a batch "
+                             f"needs one shape (N, H, W, 3). Load images at one size, e.g. "
+                             f"tt.data.load_img(path, target_size=(224, 224)), or resize them with "
+                             f"tt.data.resize(image, (224, 224)), then np.stack them.") from None
     if not isinstance(x, np.ndarray):
         raise ValueError(f"`{name}` must be a NumPy array or an ImageDataset. Received: {type(x).__name__}")
     if x.ndim < 2:
@@ -34,6 +46,21 @@ def _check_x(x, name):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(f"`{name}` contains {bad} NaN or Inf values; clean or impute them first.")
     return x
+
+
+def _nested_shape(e):
+    try:
+        return tuple(np.shape(e))
+    except ValueError:
+        return ("ragged",)
+
+
+def _looks_unbatched(x, want):
+    """True when x (ndarray) looks like one sample of shape `want` (tuple without batch) or,
+    without a known shape, like one (H, W, C) image."""
+    if want is not None:
+        return tuple(x.shape) == tuple(want)
+    return x.ndim == 3 and x.shape[-1] in (1, 3, 4) and min(x.shape[:2]) > 4
 
 
 class _Labels:
@@ -140,6 +167,13 @@ def _split_arrays(x, y, validation_split, seed, stratify):
         perm = rng.permutation(n)
         idx_tr, idx_val = perm[:n_train], perm[n_train:]
     idx_tr, idx_val = np.sort(idx_tr), np.sort(idx_val)
+    if stratify is not None:
+        missing = sorted(set(np.asarray(stratify)[idx_tr].tolist()) - set(np.asarray(stratify)[idx_val].tolist()))
+        if missing:
+            import warnings
+            warnings.warn(f"The validation split ({n_val} samples) has no samples of class(es) {missing}, which "
+                          f"the training split has: raise validation_split or add samples of those classes.",
+                          UserWarning, stacklevel=4)
     return x[idx_tr], y[idx_tr], x[idx_val], y[idx_val]
 
 
@@ -183,16 +217,28 @@ def _prefetch(iterable, fn, depth=2):
 
 
 
-def iter_batches(x, y, batch_size, shuffle, rng):
+def iter_dataset(ds, file_order):
+    """(images, labels | None) batches of a dataset. file_order=True: the dataset's
+    `iter_file_order()` when it has one (file_paths order, shuffle state not advanced:
+    what inference uses, so outputs line up with ``ds.labels``); else a normal epoch."""
+    it = ds.iter_file_order() if file_order and hasattr(ds, "iter_file_order") else iter(ds)
+    for item in it:
+        if isinstance(item, tuple):
+            yield np.asarray(item[0]), (np.asarray(item[1]) if len(item) > 1 else None)
+        else:  # label_mode=None: images only
+            yield np.asarray(item), None
+
+
+def iter_batches(x, y, batch_size, shuffle, rng, file_order=False):
     """(x_batch, y_batch) from arrays or a dataset.
 
     x: array (N, ...) or an ImageDataset (then its own batches and labels, `y`,
-    `batch_size` and `shuffle` unused); y: array (N, ...) or None (y_batch None);
+    `batch_size` and `shuffle` unused; `file_order` as in `iter_dataset`);
+    y: array (N, ...) or None (y_batch None);
     shuffle: a new permutation from `rng` (np.random.Generator) per call.
     """
     if _is_dataset(x):
-        for images, labels in x:
-            yield np.asarray(images), np.asarray(labels)
+        yield from iter_dataset(x, file_order)
         return
     n = len(x)
     order = rng.permutation(n) if shuffle else np.arange(n)

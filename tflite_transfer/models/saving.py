@@ -194,3 +194,118 @@ def _build_base(entry, cfg, path, custom_objects):
         cfg["input_shape"] = tuple(cfg["input_shape"])
     return factory(**_accepted(factory, cfg))
 
+
+
+# -- weights only (Keras' save_weights / load_weights) ---------------------------------------
+_WEIGHTS_FORMAT = "tflite_transfer.weights"
+
+
+def _own_weights(model):
+    """{"layer{i}_w{j}": array} for every layer not saved by reference (the pretrained base,
+    which has a `weights_path`, is fixed and not written)."""
+    out = {}
+    for i, l in enumerate(model.layers):
+        if getattr(l, "weights_path", None):
+            continue
+        for j, w in enumerate(l.get_weights()):
+            out[f"layer{i}_w{j}"] = w
+    return out
+
+
+def save_weights(model, filepath):
+    """Writes the weights of `model` (a built Sequential) to `filepath`, atomically.
+
+    Format by extension: ``.h5`` (e.g. Keras 3's ``.weights.h5`` names) -> HDF5 through h5py
+    (the ``h5`` extra); anything else -> NumPy ``.npz``. Both hold float32 arrays
+    ``layer{i}_w{j}`` (layer i, weight j in Keras order) for each layer not saved by reference,
+    and the layer names and classes (``__layers__``) for the checks of `load_weights`. The
+    pretrained base is fixed (its .tflite file), so it is not written: a MobileNetV2 + head
+    checkpoint is the head's size.
+
+    Raises ValueError (model not built), ImportError (.h5 without h5py), OSError (write).
+    """
+    if not model.built:
+        raise ValueError("The model is not built: fit it or call build(input_shape) before save_weights().")
+    filepath = os.fspath(filepath)
+    arrays = _own_weights(model)
+    meta = json.dumps({"format": _WEIGHTS_FORMAT, "layers": [[l.name, type(l).__name__] for l in model.layers]})
+    if filepath.lower().endswith(".h5"):
+        try:
+            import h5py
+        except ImportError as e:
+            raise ImportError(f"Writing {filepath!r} (.h5) needs h5py (pip install h5py, or the package's "
+                              f"'h5' extra); other extensions are written as .npz without it.") from e
+        with atomic_write(filepath, suffix=".h5") as f, h5py.File(f, "w") as h:
+            h.attrs["__layers__"] = meta
+            for k, v in arrays.items():
+                h.create_dataset(k, data=v)
+        return
+    with atomic_write(filepath, suffix=".npz") as f:
+        np.savez(f, __layers__=np.array(meta), **arrays)
+
+
+def _read_weights(filepath):
+    if filepath.lower().endswith(".h5"):
+        import h5py
+
+        with h5py.File(filepath, "r") as h:
+            meta = h.attrs.get("__layers__")
+            return {k: np.asarray(h[k]) for k in h.keys()}, meta
+    with np.load(filepath, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = arrays.pop("__layers__", None)
+    return arrays, (None if meta is None else str(meta))
+
+
+def load_weights(model, filepath):
+    """Loads weights written by `save_weights` (or by ``ModelCheckpoint(save_weights_only=True)``,
+    including its earlier ``w0, w1, ...`` .npz files of every ``get_weights()`` array) into `model`,
+    which must have the same layers (built; the base the same file). Nothing changes on error.
+
+    Raises:
+      FileNotFoundError: no such file. ValueError: not a weights file, or the layer count,
+      classes or weight shapes differ (the message names the file and the layer).
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath):
+        raise FileNotFoundError(f"Weights file not found: {filepath!r}")
+    if not model.built:
+        raise ValueError(f"Build the model (fit, build(input_shape) or a first layer with an input shape) "
+                         f"before load_weights({filepath!r}).")
+    try:
+        arrays, meta = _read_weights(filepath)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{filepath} is not a weights file written by save_weights: {e}") from e
+    if meta is None and arrays and all(k.startswith("w") and k[1:].isdigit() for k in arrays):
+        weights = [arrays[f"w{i}"] for i in range(len(arrays))]  # whole get_weights() list
+        try:
+            model.set_weights(weights)
+        except ValueError as e:
+            raise ValueError(f"{filepath}: {e}") from e
+        return
+    try:
+        info = json.loads(meta)
+        assert info.get("format") == _WEIGHTS_FORMAT
+        saved_layers = info["layers"]
+    except Exception:
+        raise ValueError(f"{filepath} is not a weights file written by save_weights.") from None
+    mine = [[l.name, type(l).__name__] for l in model.layers]
+    if len(saved_layers) != len(mine) or any(a[1] != b[1] for a, b in zip(saved_layers, mine)):
+        raise ValueError(f"{filepath} holds the weights of layers {[c for _, c in saved_layers]}; this model has "
+                         f"{[c for _, c in mine]}.")
+    pending = []
+    for i, l in enumerate(model.layers):
+        if getattr(l, "weights_path", None):
+            continue
+        cur = l.get_weights()
+        ws = []
+        for j, c in enumerate(cur):
+            w = arrays.get(f"layer{i}_w{j}")
+            if w is None or w.shape != c.shape:
+                raise ValueError(f"{filepath}: layer {l.name!r} weight {j} must have shape {c.shape}. "
+                                 f"Received: {None if w is None else w.shape}")
+            ws.append(w)
+        if ws:
+            pending.append((l, ws))
+    for l, ws in pending:
+        l.set_weights(ws)

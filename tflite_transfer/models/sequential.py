@@ -13,7 +13,7 @@ from .. import optimizers as optimizers_module
 from ..layers.base import Layer
 from ..layers.core import _new_seed
 from . import saving
-from .data_adapters import _is_dataset
+from .data_adapters import _is_dataset, _looks_unbatched, iter_dataset
 from .trainer import Trainer
 
 
@@ -32,6 +32,7 @@ class Sequential(Trainer):
     def __init__(self, layers=None, name=None):
         self.name = name or "sequential"
         self._layers = []
+        self._build_shape = None
         for l in layers or []:
             self.add(l)
         self.optimizer = None
@@ -41,7 +42,6 @@ class Sequential(Trainer):
         self.stop_training = False
         self.history = None
         self.last_fit_path = None
-        self._build_shape = None
         self._rng = np.random.default_rng(_new_seed())  # layers.set_random_seed makes it reproducible
 
     # -- structure -----------------------------------------------------------
@@ -55,6 +55,50 @@ class Sequential(Trainer):
             raise ValueError(f"Sequential only accepts Layer instances. Received: {layer!r}")
         self._layers.append(layer)
         self._build_shape = None
+        self._warn_rescaling_before_base()
+        shape = self._fixed_input_shape()
+        if shape is not None:
+            self.build(shape)
+
+    def _fixed_input_shape(self):
+        """The input shape the layers fix, or None: the input_shape of the first layer that was
+        built at construction (MobileNetV2, any built layer), reached through shape-preserving
+        layers only (augmentation, Rescaling, Dropout). Keras builds a Sequential at construction
+        when its first layer fixes the input shape; this also looks through the augmentation
+        layers that usually come first, so ``summary()`` shows shapes and counts before ``fit``."""
+        for l in self._layers:
+            if l.built and getattr(l, "input_shape", None) is not None:
+                return (None,) + tuple(l.input_shape[1:])
+            if not l.preserves_shape:
+                return None
+        return None
+
+    def _warn_rescaling_before_base(self):
+        """Warns once per base when a Rescaling layer (possibly through augmentation layers) feeds
+        a MobileNetV2 base with something other than [0, 255] -> [-1, 1] (``Rescaling(1/127.5,
+        offset=-1)``, the TF tutorial's, is right and passes silently; ``Rescaling(1/255)`` is not)."""
+        import warnings
+
+        from ..applications.mobilenet_v2 import MobileNetV2Model
+        from ..layers.core import Rescaling
+
+        for i, l in enumerate(self._layers):
+            if not isinstance(l, Rescaling):
+                continue
+            j = i + 1
+            while j < len(self._layers) and self._layers[j].is_random:
+                j += 1
+            base = self._layers[j] if j < len(self._layers) else None
+            if not isinstance(base, MobileNetV2Model) or getattr(base, "_scale_warned", False):
+                continue
+            lo, hi = l.offset, 255.0 * l.scale + l.offset
+            if abs(lo + 1.0) <= 0.02 and abs(hi - 1.0) <= 0.02:
+                continue
+            base._scale_warned = True
+            warnings.warn(f"Rescaling layer {l.name!r} (scale={l.scale:g}, offset={l.offset:g}) maps [0, 255] to "
+                          f"[{lo:g}, {hi:g}] before {base.name!r}, which expects [-1, 1]. MobileNetV2 scales uint8 "
+                          "images itself: remove the Rescaling layer, or use Rescaling(1/127.5, offset=-1) "
+                          "(what `mobilenet_v2.preprocess_input` does).", UserWarning, stacklevel=3)
 
     def build(self, input_shape):
         """Builds every layer for `input_shape` (tuple, batch first, batch may be None)."""
@@ -136,8 +180,15 @@ class Sequential(Trainer):
     def _check_input_shape(self, x, name):
         """ValueError naming `name` when array `x` does not fit the built input shape."""
         if self.built and tuple(x.shape[1:]) != tuple(self._build_shape[1:]):
-            raise ValueError(f"`{name}` must have shape (N,) + {tuple(self._build_shape[1:])} to match the "
-                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}")
+            want = tuple(self._build_shape[1:])
+            hint = ""
+            if _looks_unbatched(x, want):
+                hint = f" This is one sample without the batch axis: pass {name}[None] (or np.expand_dims({name}, 0))."
+            elif x.ndim == 4 and len(want) == 3 and x.shape[-1] == want[-1]:
+                hint = (f" Resize the images to {want[:2]}: tt.data.load_img(path, target_size={want[:2]}) or "
+                        f"tt.data.resize({name}, {want[:2]}).")
+            raise ValueError(f"`{name}` must have shape (N,) + {want} to match the "
+                             f"model's input {self._build_shape}. Received: {name}.shape={x.shape}.{hint}")
 
     def _ensure_built(self, x_or_ds):
         if self.built:
@@ -145,11 +196,21 @@ class Sequential(Trainer):
                 self._check_input_shape(np.asarray(x_or_ds), "x")
             return
         if _is_dataset(x_or_ds):
-            for images, _ in x_or_ds:
+            # Peek in file order: building must not consume an epoch of the dataset's shuffle state.
+            for images, _ in iter_dataset(x_or_ds, file_order=True):
                 self.build((None,) + tuple(np.asarray(images).shape[1:]))
                 return
             raise ValueError("The dataset is empty.")
-        self.build((None,) + tuple(np.asarray(x_or_ds).shape[1:]))
+        x = np.asarray(x_or_ds)
+        images = any(getattr(l, "expects_images", False) for l in self._layers)
+        if images and _looks_unbatched(x, None):
+            raise ValueError(f"The model takes batches of images (N, H, W, C); `x` looks like one image without "
+                             f"the batch axis: pass x[None] (or np.expand_dims(x, 0)). Received: x.shape={x.shape}")
+        try:
+            self.build((None,) + tuple(x.shape[1:]))
+        except (ValueError, IndexError, TypeError) as e:
+            self._build_shape = None
+            raise ValueError(f"The model cannot take `x` of shape {x.shape} (batch first): {e}") from None
 
 
     def __call__(self, x, training=False):
@@ -193,8 +254,9 @@ class Sequential(Trainer):
     # -- summary ----------------------------------------------------------------------------
     def summary(self, print_fn=None):
         """Prints a Keras-like table: layer (type), output shape, params; then total,
-        trainable and non-trainable parameter counts. Builds nothing: call fit / build first
-        for shapes (unbuilt shapes print as '?')."""
+        trainable and non-trainable parameter counts. A model whose layers fix the input shape
+        (a MobileNetV2 base first, possibly after augmentation layers) is built at construction;
+        otherwise call fit / build first for shapes (unbuilt shapes print as '?')."""
         print_fn = print_fn or print
         shapes = self._output_shapes() if self.built else ["?"] * len(self._layers)
         rows = [(f"{l.name} ({type(l).__name__})", str(s), f"{l.count_params():,}") for l, s in zip(self._layers, shapes)]
@@ -218,6 +280,18 @@ class Sequential(Trainer):
         print_fn("_" * sum(w))
 
     # -- save --------------------------------------------------------------------------------
+    def save_weights(self, filepath):
+        """Writes the weights (not the architecture) to `filepath` (Keras' ``save_weights``):
+        ``.h5`` names as HDF5 (h5py), others as ``.npz``; the fixed pretrained base is not
+        written. Format and errors: ``models/saving.py`` ``save_weights``."""
+        saving.save_weights(self, filepath)
+
+    def load_weights(self, filepath):
+        """Loads weights written by `save_weights` or ``ModelCheckpoint(save_weights_only=True)``
+        into this model (same layers, built). Raises FileNotFoundError, ValueError naming the
+        file and layer on a mismatch (nothing is changed then)."""
+        saving.load_weights(self, filepath)
+
     def save(self, filepath):
         """Saves architecture, weights and compile config to a zip (format in
         ``models/saving.py``), atomically. The base is saved by reference (path + SHA-256).

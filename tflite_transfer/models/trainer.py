@@ -86,9 +86,10 @@ class Trainer:
             x = fn(x, training)
         return x
 
-    def _iter_batches(self, x, y, batch_size, shuffle):
-        """(x_batch, y_batch) from arrays (a new permutation per call when shuffle) or a dataset."""
-        return iter_batches(x, y, batch_size, shuffle, self._rng)
+    def _iter_batches(self, x, y, batch_size, shuffle, file_order=False):
+        """(x_batch, y_batch) from arrays (a new permutation per call when shuffle) or a dataset
+        (file_order=True: file_paths order without advancing its shuffle state)."""
+        return iter_batches(x, y, batch_size, shuffle, self._rng, file_order=file_order)
 
     def _features(self, stages, x, y, batch_size, labels, what, verbose):
         """Prefix output (N, F) float32 and checked labels, computed once (inference mode)."""
@@ -100,7 +101,10 @@ class Trainer:
         with tqdm(total=total, desc=f"features ({what})", unit="batch", disable=verbose != 1,
                   leave=False, file=sys.stdout) as bar:
             # Decode the next batch in the background while the base runs on this one.
-            for xb, yb in _prefetch(self._iter_batches(x, y, batch_size, shuffle=False), lambda item: item):
+            # A dataset is read in file_paths order without advancing its shuffle state, so predict /
+            # evaluate outputs line up with ds.labels (beyond Keras, which follows the reshuffled order).
+            for xb, yb in _prefetch(self._iter_batches(x, y, batch_size, shuffle=False, file_order=True),
+                                    lambda item: item):
                 f = self._run(stages, xb, False)
                 self._last_batch_len = max(self._last_batch_len, len(f))
                 feats.append(np.ascontiguousarray(f, np.float32).reshape(len(f), -1))
@@ -228,8 +232,13 @@ class Trainer:
         progbar = [] if any(isinstance(c, callbacks_module.ProgbarLogger) for c in user_cbs) else \
             [callbacks_module.ProgbarLogger()]
         cbs = callbacks_module.CallbackList(progbar + user_cbs + [history], self, {})
+        # "metrics": the keys every epoch's logs will hold (Keras' params["metrics"]), so callbacks
+        # can reject a monitor that will never appear in on_train_begin, not after the first epoch.
+        log_keys = ["loss"] + [m.name for m in self.metrics]
+        if val_feats is not None:
+            log_keys += ["val_" + k for k in log_keys]
         params = {"epochs": epochs, "steps": steps, "verbose": verbose, "feature_cache": cached,
-                  "fit_path": self.last_fit_path, "samples": n_train, "timings": timings}
+                  "fit_path": self.last_fit_path, "samples": n_train, "timings": timings, "metrics": log_keys}
         for c in cbs.callbacks:
             c.set_params(params)
         self.stop_training = False
@@ -340,8 +349,11 @@ class Trainer:
     def predict(self, x, batch_size=32, verbose="auto"):
         """Model outputs (N, units) float32 in inference mode (Keras' predict).
 
-        x: NumPy array (N, ...) or an ImageDataset (its labels are ignored; a shuffling
-        dataset gives its shuffled order). Raises ValueError for bad input.
+        x: NumPy array (N, ...) or an ImageDataset (its labels are ignored). A dataset is
+          read in its `file_paths` order and its shuffle state is not advanced (also by
+          `evaluate`), so ``predict(ds).argmax(1)`` lines up with ``ds.labels`` even when the
+          dataset shuffles; Keras follows the reshuffled order there, a common silent error in
+          confusion matrices. Raises ValueError for bad input.
         """
         verbose = _check_verbose(verbose)
         batch_size = _check_int("batch_size", batch_size, 1)
