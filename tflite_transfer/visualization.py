@@ -74,6 +74,8 @@ def plot_history(history, fine_tune_history=None, metrics=None, fine_tune_epoch=
     X axis: epoch, 1-based (Keras prints "Epoch 1/10"). Returns: the Figure.
     Raises: ValueError for an unknown metric name or a bad `history`.
     """
+    from matplotlib.ticker import MaxNLocator
+
     h, epochs = _history_dict(history)
     marker = None
     if fine_tune_history is not None:
@@ -107,6 +109,7 @@ def plot_history(history, fine_tune_history=None, metrics=None, fine_tune_epoch=
             a.plot(x, h["val_" + m], marker="o", ms=3, label=f"validation {m}")
         if marker is not None:
             a.axvline(marker, color="gray", linestyle="--", label="start of fine-tuning")
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.set_xlabel("epoch")
         a.set_ylabel(m)
         a.set_title(m)
