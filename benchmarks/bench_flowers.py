@@ -7,7 +7,7 @@ without and with augmentation, each run in its own process so that the peak RSS
 By default each run includes the job's fine-tuning stage (10 epochs from layer 100), which
 needs the backward pass through the base (issue 8); --no-fine-tune times the frozen stage only.
 
-Writes benchmarks/results/flowers.json.
+Writes benchmarks/results/flowers.json (with the 1-min load average before and after each run).
 """
 import argparse
 import json
@@ -52,13 +52,17 @@ def main():
         cmd = [sys.executable, __file__, "--one", run, "--epochs", str(args.epochs), "--batch-size",
                str(args.batch_size)] + (["--data-dir", args.data_dir] if args.data_dir else []) + \
             (["--no-fine-tune"] if args.no_fine_tune else [])
+        load_before = os.getloadavg()[0]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"{run} failed:\n{proc.stderr}")
         out = proc.stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
+        results[-1]["load_avg_1min_before_after"] = [load_before, os.getloadavg()[0]]
         print(results[-1])
-    doc = {"job": "flowers", "epochs": args.epochs, "fine_tune": not args.no_fine_tune, "batch_size": args.batch_size, "machine": platform.platform(),
+    doc = {"job": "flowers", "command": "python benchmarks/bench_flowers.py " + " ".join(sys.argv[1:]),
+           "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "epochs": args.epochs,
+           "fine_tune": not args.no_fine_tune, "batch_size": args.batch_size, "machine": platform.platform(),
            "cpus": os.cpu_count(), "python": platform.python_version(), "runs": results}
     os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
     with open(os.path.join(HERE, "results", "flowers.json"), "w") as f:

@@ -2,7 +2,11 @@
 
 The geometric reference is TF's ImageProjectiveTransformV3 (what Keras' RandomRotation/Zoom/
 Translation call), written here in NumPy: coordinates in float32 like TF, interpolation in
-float64. Tolerances: float32 outputs 1e-3 absolute on [0, 255] values; uint8 outputs within 1 level
+float64. The transform matrices of the references are built here from their definitions
+(``_def_rotation`` / ``_def_zoom`` / ``_def_translation``: shifts, rotations and scalings composed as
+3x3 matrices, following Keras' documented behaviour), never with the package's own
+``rotation_transforms`` / ``zoom_transforms`` / ``translation_transforms``, which are tested against
+them and against hand-computed images (a quarter turn is ``np.rot90``, ...). Tolerances: float32 outputs 1e-3 absolute on [0, 255] values; uint8 outputs within 1 level
 (rounding of float32 vs float64 sums at .5).
 """
 import math
@@ -13,8 +17,8 @@ import pytest
 from tflite_transfer import data
 from tflite_transfer._native import _core
 from tflite_transfer.layers.preprocessing import (RandomBrightness, RandomContrast, RandomCrop, RandomFlip,
-                                                  RandomRotation, RandomTranslation, RandomZoom,
-                                                  rotation_transforms, translation_transforms, zoom_transforms)
+                                                  RandomRotation, RandomTranslation, RandomZoom)
+from tflite_transfer.layers import preprocessing as _pre  # only to test its matrices against the definitions
 
 F32_TOL = 1e-3
 FILL = {"reflect": 0, "wrap": 1, "constant": 2, "nearest": 3}
@@ -88,6 +92,120 @@ def _check(y, ref, dtype):
         np.testing.assert_allclose(y, ref, rtol=0, atol=F32_TOL)
 
 
+# ----------------------------------------------------------------- transform matrices from definitions
+# TF's convention (tf.raw_ops.ImageProjectiveTransformV3, keras.ops.image.affine_transform): a
+# transform [a0, a1, a2, b0, b1, b2, c0, c1] maps each OUTPUT pixel (x, y) to the INPUT point it
+# samples, x' = (a0 x + a1 y + a2) / k, y' = (b0 x + b1 y + b2) / k, k = c0 x + c1 y + 1; x runs
+# right and y down, pixel centres at integers, so the image centre is ((W - 1) / 2, (H - 1) / 2).
+
+
+def _shift(tx, ty):
+    return np.array([[1.0, 0.0, tx], [0.0, 1.0, ty], [0.0, 0.0, 1.0]])
+
+
+def _scale(sx, sy):
+    return np.diag([sx, sy, 1.0])
+
+
+def _turn(a):
+    return np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+
+
+def _tf8(m):
+    m = np.asarray(m, np.float64) / m[2, 2]
+    return np.array([m[0, 0], m[0, 1], m[0, 2], m[1, 0], m[1, 1], m[1, 2], m[2, 0], m[2, 1]])
+
+
+def _def_rotation(angles, h, w):
+    """Keras RandomRotation: rotate about the image centre, positive angles counter-clockwise. The
+    output pixel at offset v from the centre samples the input at R(angle) v (y down: the input below
+    the centre shows up on its right, a counter-clockwise turn of the content)."""
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    return np.stack([_tf8(_shift(cx, cy) @ _turn(a) @ _shift(-cx, -cy)) for a in np.atleast_1d(angles)])
+
+
+def _def_zoom(hz, wz, h, w):
+    """Keras RandomZoom with zoom factors (1 + factor): the output pixel at offset v from the centre
+    samples the input at (wz v_x, hz v_y); zoom > 1 shows more of the image (zoom out)."""
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    return np.stack([_tf8(_shift(cx, cy) @ _scale(a, b) @ _shift(-cx, -cy))
+                     for b, a in zip(np.atleast_1d(hz), np.atleast_1d(wz))])
+
+
+def _def_translation(dy, dx):
+    """Keras RandomTranslation: the content moves dy pixels down and dx right, so the output pixel p
+    samples the input at p - (dx, dy)."""
+    return np.stack([_tf8(_shift(-a, -b)) for b, a in zip(np.atleast_1d(dy), np.atleast_1d(dx))])
+
+
+def test_definition_matrices_on_hand_computed_points():
+    # Quarter turn of a 5 x 7 (h x w) image, centre (3, 2): output (x, y) = (4, 2), one right of the
+    # centre, samples the point one below the centre, (3, 3).
+    t = _def_rotation([math.pi / 2], 5, 7)[0]
+    np.testing.assert_allclose([t[0] * 4 + t[1] * 2 + t[2], t[3] * 4 + t[4] * 2 + t[5]], [3, 3], atol=1e-12)
+    # Zoom out 2x horizontally on width 5 (centre 2): output x = 0, 3 sample x = -2, 4.
+    t = _def_zoom([1.0], [2.0], 1, 5)[0]
+    np.testing.assert_allclose([t[0] * 0 + t[2], t[0] * 3 + t[2]], [-2, 4], atol=1e-12)
+    # Shift by (dy, dx) = (1, 2): output (2, 1) samples (0, 0).
+    t = _def_translation([1.0], [2.0])[0]
+    np.testing.assert_allclose([t[0] * 2 + t[1] * 1 + t[2], t[3] * 2 + t[4] * 1 + t[5]], [0, 0], atol=1e-12)
+
+
+@pytest.mark.parametrize("h, w", [(11, 14), (224, 224), (1, 5), (37, 2)])
+def test_package_matrices_equal_the_definitions(h, w):
+    rng = np.random.default_rng(h * 1000 + w)
+    ang = np.concatenate([[0.0, math.pi / 2, -math.pi, 3.0], rng.uniform(-7, 7, 6)])
+    np.testing.assert_allclose(_pre.rotation_transforms(ang, h, w), _def_rotation(ang, h, w), rtol=0, atol=1e-9)
+    hz, wz = rng.uniform(0.1, 3, 10), rng.uniform(0.1, 3, 10)
+    np.testing.assert_allclose(_pre.zoom_transforms(hz, wz, h, w), _def_zoom(hz, wz, h, w), rtol=0, atol=1e-9)
+    dy, dx = rng.uniform(-h, h, 10), rng.uniform(-w, w, 10)
+    np.testing.assert_allclose(_pre.translation_transforms(dy, dx), _def_translation(dy, dx), rtol=0, atol=1e-12)
+
+
+_SQ = np.arange(25, dtype=np.float64).reshape(1, 5, 5, 1) * 10  # every pixel distinct, no symmetry
+_ROW = _SQ[:, 2:3]  # one row: 100, 110, 120, 130, 140
+# Layers with fixed factors (lower == upper) and results written down by hand, no reference code.
+# The tolerance: 0 for nearest; 1e-3 for bilinear (cos(pi / 2) is 6e-17, not 0, in float32 coordinates).
+
+
+def _run_layer(layer, img, dtype):
+    return np.asarray(layer(img.astype(dtype), training=True), np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize("factor, expected", [
+    (0.25, np.rot90(_SQ, 1, axes=(1, 2))),    # a quarter turn counter-clockwise is np.rot90
+    (-0.25, np.rot90(_SQ, -1, axes=(1, 2))),  # clockwise
+    (0.5, _SQ[:, ::-1, ::-1]),                 # a half turn flips both axes
+])
+def test_rotation_layer_on_hand_computed_images(dtype, interpolation, factor, expected):
+    y = _run_layer(RandomRotation((factor, factor), interpolation=interpolation), _SQ, dtype)
+    np.testing.assert_allclose(y, expected, rtol=0, atol=0 if interpolation == "nearest" else 1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("interpolation, factor, expected", [
+    # zoom out 2x (factor +1): input columns -2, 0, 2, 4, 6; constant fill 7 outside
+    ("nearest", 1.0, [7, 100, 120, 140, 7]), ("bilinear", 1.0, [7, 100, 120, 140, 7]),
+    # zoom in 2x (factor -0.5): input columns 1, 1.5, 2, 2.5, 3; nearest rounds halves away from zero
+    ("nearest", -0.5, [110, 120, 120, 130, 130]), ("bilinear", -0.5, [110, 115, 120, 125, 130]),
+])
+def test_zoom_layer_on_a_hand_computed_row(dtype, interpolation, factor, expected):
+    layer = RandomZoom((0.0, 0.0), (factor, factor), fill_mode="constant", fill_value=7.0, interpolation=interpolation)
+    np.testing.assert_allclose(_run_layer(layer, _ROW, dtype).ravel(), expected, rtol=0,
+                               atol=0 if interpolation == "nearest" else 1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_translation_layer_on_a_hand_computed_row(dtype, interpolation):
+    # width_factor 0.4 of 5 pixels: the content moves 2 pixels right; constant fill 7 on the left.
+    layer = RandomTranslation((0.0, 0.0), (0.4, 0.4), fill_mode="constant", fill_value=7.0, interpolation=interpolation)
+    np.testing.assert_allclose(_run_layer(layer, _ROW, dtype).ravel(), [7, 7, 100, 110, 120], rtol=0,
+                               atol=0 if interpolation == "nearest" else 1e-3)
+
+
 @pytest.fixture(scope="module")
 def batch():
     rng = np.random.default_rng(0)
@@ -116,7 +234,7 @@ def test_flip_kernel(batch, dtype):
 @pytest.mark.parametrize("interp", ["bilinear", "nearest"])
 def test_rotation_kernel_all_fill_modes(batch, dtype, mode, interp):
     x = _as(batch, dtype)
-    t = rotation_transforms([0.3, -1.2, math.pi / 2], 11, 14)
+    t = _def_rotation([0.3, -1.2, math.pi / 2], 11, 14)
     y = _core.affine(data._default_pool(), x, t.astype(np.float32), 11, 14, 0 if interp == "bilinear" else 1,
                      FILL[mode], 7.0)
     _check(y, ref_transform(x, t, mode, interp, 7.0), dtype)
@@ -126,8 +244,8 @@ def test_rotation_kernel_all_fill_modes(batch, dtype, mode, interp):
 @pytest.mark.parametrize("mode", ["reflect", "wrap", "constant", "nearest"])
 def test_zoom_and_translation_kernels(batch, dtype, mode):
     x = _as(batch, dtype)
-    for t in (zoom_transforms([0.5, 1.7, 1.0], [0.8, 2.5, 1.3], 11, 14),
-              translation_transforms([3.4, -20.0, 0.0], [-5.5, 2.0, 30.0])):
+    for t in (_def_zoom([0.5, 1.7, 1.0], [0.8, 2.5, 1.3], 11, 14),
+              _def_translation([3.4, -20.0, 0.0], [-5.5, 2.0, 30.0])):
         y = _core.affine(data._default_pool(), x, t.astype(np.float32), 11, 14, 0, FILL[mode], 0.0)
         _check(y, ref_transform(x, t, mode, "bilinear"), dtype)
 
@@ -137,7 +255,7 @@ def test_reflect_and_wrap_semantics_on_a_row():
     # nearest (a a a a | a b c d | d d d d), constant (k k k k | a b c d | k k k k)
     row = np.arange(1, 5, dtype=np.float32).reshape(1, 1, 4, 1)
     # content moves right by 2: the two left output pixels show what lies left of the edge
-    shift = translation_transforms([0.0], [2.0])
+    shift = _def_translation([0.0], [2.0])
     expect = {"reflect": [2, 1, 1, 2], "wrap": [3, 4, 1, 2], "nearest": [1, 1, 1, 2], "constant": [9, 9, 1, 2]}
     for mode, want in expect.items():
         y = _core.affine(None, row, shift.astype(np.float32), 1, 4, 1, FILL[mode], 9.0)
@@ -163,7 +281,7 @@ def test_crop_brightness_contrast_kernels(batch, dtype):
 
 def test_kernels_do_not_depend_on_thread_count(batch):
     x = np.repeat(batch, 5, axis=0).astype(np.float32)
-    t = rotation_transforms(np.linspace(-2, 2, len(x)), 11, 14).astype(np.float32)
+    t = _def_rotation(np.linspace(-2, 2, len(x)), 11, 14).astype(np.float32)
     ys = [_core.affine(p, x, t, 11, 14, 0, 0, 0.0) for p in (None, _core.ThreadPool(1), _core.ThreadPool(3))]
     for y in ys[1:]:
         np.testing.assert_array_equal(y, ys[0])
@@ -198,7 +316,7 @@ def test_random_rotation_layer_end_to_end(batch, dtype):
 
     def expect(rng, x):
         ang = rng.uniform(-0.2, 0.1, len(x)) * 2 * math.pi
-        return ref_transform(x, rotation_transforms(ang, 11, 14), "wrap", "bilinear")
+        return ref_transform(x, _def_rotation(ang, 11, 14), "wrap", "bilinear")
 
     y, ref = _layer_output_matches(RandomRotation, {"factor": (-0.2, 0.1), "fill_mode": "wrap"}, expect, x)
     _check(y, ref, dtype)
@@ -209,7 +327,7 @@ def test_random_zoom_translation_flip_layers_end_to_end(batch):
 
     def zoom(rng, x):
         hz = rng.uniform(0.7, 1.3, len(x))
-        return ref_transform(x, zoom_transforms(hz, hz, 11, 14), "reflect")
+        return ref_transform(x, _def_zoom(hz, hz, 11, 14), "reflect")
 
     y, ref = _layer_output_matches(RandomZoom, {"height_factor": 0.3}, zoom, x)
     _check(y, ref, np.float32)
@@ -217,7 +335,7 @@ def test_random_zoom_translation_flip_layers_end_to_end(batch):
     def zoom2(rng, x):
         hz = rng.uniform(0.5, 0.9, len(x))
         wz = rng.uniform(1.1, 1.2, len(x))
-        return ref_transform(x, zoom_transforms(hz, wz, 11, 14), "constant", "nearest", 3.0)
+        return ref_transform(x, _def_zoom(hz, wz, 11, 14), "constant", "nearest", 3.0)
 
     y, ref = _layer_output_matches(RandomZoom, {"height_factor": (-0.5, -0.1), "width_factor": (0.1, 0.2),
                                                 "fill_mode": "constant", "interpolation": "nearest",
@@ -227,7 +345,7 @@ def test_random_zoom_translation_flip_layers_end_to_end(batch):
     def trans(rng, x):
         dy = rng.uniform(-0.2, 0.2, len(x)) * 11
         dx = rng.uniform(-0.1, 0.3, len(x)) * 14
-        return ref_transform(x, translation_transforms(dy, dx), "nearest")
+        return ref_transform(x, _def_translation(dy, dx), "nearest")
 
     y, ref = _layer_output_matches(RandomTranslation, {"height_factor": 0.2, "width_factor": (-0.1, 0.3),
                                                        "fill_mode": "nearest"}, trans, x)

@@ -34,13 +34,39 @@ def test_fit_before_compile_raises_runtime_error():
     (Y.astype(np.float32), "integer class indices.*float32"),
 ])
 def test_bad_sparse_labels(y, match):
-    m = _compiled()
-    before = m.get_weights() if m.built else None
     with pytest.raises(ValueError, match=match):
-        m.fit(X, y, verbose=0)
-    if before is not None:
-        for a, b in zip(before, m.get_weights()):
-            np.testing.assert_array_equal(a, b)
+        _compiled().fit(X, y, verbose=0)
+
+
+def _built_compiled():
+    """A compiled model that has weights (compile alone builds nothing: fit builds lazily)."""
+    m = _compiled()
+    m.build((None, 4))
+    assert m.built and len(m.get_weights()) == 2
+    return m
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(y=np.array([0, 1, 2, 3, 0, 1, 2, 0, 1, 2])), r"outside \[0, 3\)"),
+    (dict(y=Y.astype(np.float32)), "integer class indices"),
+    (dict(y=Y[:9]), "same length"),
+    (dict(x=np.where(np.arange(40).reshape(10, 4) == 13, np.nan, X).astype(np.float32)), "NaN"),
+    (dict(class_weight={0: 1.0, 5: 2.0}), "class_weight"),
+    (dict(validation_split=0.95), "validation_split"),
+    (dict(x=X[:, :3]), r"shape \(N,\) \+ \(4,\)"),
+])
+def test_bad_input_to_fit_leaves_a_built_model_untouched(kwargs, match):
+    m = _built_compiled()
+    weights, iterations = [w.copy() for w in m.get_weights()], m.optimizer.iterations
+    args = {"x": X, "y": Y, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        m.fit(args.pop("x"), args.pop("y"), verbose=0, **args)
+    assert m.optimizer.iterations == iterations
+    for a, b in zip(weights, m.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # and the model still trains afterwards
+    m.fit(X, Y, epochs=1, verbose=0)
+    assert m.optimizer.iterations > iterations
 
 
 def test_x_and_y_of_different_lengths():

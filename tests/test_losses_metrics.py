@@ -47,7 +47,13 @@ def test_c_fused_softmax_cross_entropy_equals_numpy_loss():
     s = _core.softmax_xent_forward(z, t, sw, 0.1, probs)
     ref = losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)(t, z.astype(np.float64), sw)
     assert s / 16 == pytest.approx(ref, rel=1e-6)
-    np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-6)
+    # and independently of the package: the formula in float64, log-sum-exp written out
+    z64 = z.astype(np.float64)
+    lse = np.log(np.exp(z64 - z64.max(1, keepdims=True)).sum(1)) + z64.max(1)
+    smoothed = t * 0.9 + 0.1 / 5
+    want = np.sum(sw * -(smoothed * (z64 - lse[:, None])).sum(1))
+    assert s == pytest.approx(want, rel=1e-6)
+    np.testing.assert_allclose(probs, np.exp(z64 - lse[:, None]), rtol=1e-6, atol=1e-7)
 
 
 def test_loss_errors():

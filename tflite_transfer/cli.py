@@ -1,5 +1,5 @@
 """Command line: ``tflite-transfer flowers``, ``tflite-transfer train DIR`` and
-``tflite-transfer classify IMAGE...`` (also ``python -m tflite_transfer ...``).
+``tflite-transfer classify [MODEL.tflite] IMAGE...`` (also ``python -m tflite_transfer ...``).
 See ``--help`` of each subcommand."""
 import argparse
 import os
@@ -60,9 +60,12 @@ def build_parser():
     t.add_argument("--no-augment", dest="augment", action="store_false")
     t.set_defaults(augment=False)
     t.add_argument("--output", default="train_output")
-    c = sub.add_parser("classify", help="ImageNet top-k classes of photos (MobileNetV2 with its classifier)")
-    c.add_argument("images", nargs="+", help="image files, or folders whose images are all classified")
-    c.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
+    c = sub.add_parser("classify", help="top-k classes of photos: ImageNet (MobileNetV2 with its classifier) or "
+                       "a model written by model.export (classify model.tflite IMAGE...)")
+    c.add_argument("images", nargs="+", help="image files, or folders whose images are all classified; a first "
+                   "argument ending in .tflite is an exported model whose class names are printed")
+    c.add_argument("--weights", default="imagenet", help='"imagenet", a MobileNetV2 .tflite path or an exported '
+                   "model (.tflite with class names)")
     c.add_argument("--top", type=int, default=5, help="classes to print per image (default 5)")
     return ap
 
@@ -84,7 +87,9 @@ def _image_files(paths):
 
 def classify(paths, weights="imagenet", top=5, print_fn=print):
     """Prints the top-`top` ImageNet classes of each image; returns the number of images
-    that could not be read (int). Images are resized to 224x224 (bilinear) as uint8 and
+    that could not be read (int). A model written by ``model.export(..., format="litert")``
+    (a .tflite with class names, as `weights` or as the first of `paths`) prints its own
+    class names instead, with its own input size. Images are resized to 224x224 (bilinear) as uint8 and
     preprocessed by the model (``x / 127.5 - 1``); class 0 of the 1001 outputs is
     "background" (see ``applications.mobilenet_v2``)."""
     import numpy as np
@@ -92,9 +97,18 @@ def classify(paths, weights="imagenet", top=5, print_fn=print):
     from . import applications, data
     from .applications.mobilenet_v2 import decode_predictions
 
+    paths = list(paths)
+    if paths and str(paths[0]).lower().endswith(".tflite") and os.path.isfile(paths[0]):
+        weights, paths = paths[0], paths[1:]  # tflite-transfer classify model.tflite images...
     files = _image_files(paths)
     if not files:
         raise ValueError(f"No images (.bmp .gif .jpeg .jpg .png) in {list(paths)}")
+    if isinstance(weights, str) and weights.lower().endswith(".tflite") and os.path.isfile(weights):
+        from .export import read_labels
+
+        labels = read_labels(weights)
+        if labels is not None:
+            return _classify_exported(weights, labels, files, top, print_fn)
     model = applications.MobileNetV2(include_top=True, weights=weights)
     batch, names, failed = [], [], 0
     for f in files:
@@ -110,6 +124,48 @@ def classify(paths, weights="imagenet", top=5, print_fn=print):
             print_fn(name)
             for class_id, label, score in preds:
                 print_fn(f"  {score:7.4f}  {class_id:>4}  {label}")
+    return failed
+
+
+def _classify_exported(path, labels, files, top, print_fn):
+    """classify() for a file written by ``model.export``: its own input size, input
+    type (uint8 pixels or float32 in [-1, 1]) and class names (its "labels" metadata).
+    Runs in the package's engine."""
+    import numpy as np
+
+    from . import _native, data
+    from .applications.mobilenet_v2 import preprocess_input
+
+    with open(path, "rb") as f:
+        model = _native._core.Model(f.read(), name=path)
+    info = model.tensors[model.inputs[0]]
+    _, h, w, _ = info["shape"]
+    out_t = model.outputs[0]
+    if len(labels) != model.tensors[out_t]["shape"][-1]:
+        raise ValueError(f"{path}: {len(labels)} labels for {model.tensors[out_t]['shape'][-1]} outputs.")
+    batch, names, failed = [], [], 0
+    for f in files:
+        try:
+            batch.append(data.load_img(f, target_size=(int(h), int(w))))
+            names.append(f)
+        except (ValueError, OSError) as e:
+            print_fn(f"{f}: cannot read: {e}")
+            failed += 1
+    if not batch:
+        return failed
+    x = np.stack(batch)
+    q = info["quantization"]
+    if info["dtype"] == "uint8" and q:
+        # The engine takes the input tensor's real value: (q - zero_point) * scale.
+        xf = (x.astype(np.float32) - np.float32(q["zero_point"][0])) * np.float32(q["scale"][0])
+    else:
+        xf = preprocess_input(x)
+    probs = model.run(np.ascontiguousarray(xf, dtype=np.float32), out_t)
+    k = min(top, len(labels))
+    for name, row in zip(names, probs):
+        print_fn(name)
+        for i in np.argsort(-row, kind="stable")[:k]:
+            print_fn(f"  {float(row[i]):7.4f}  {int(i):>4}  {labels[int(i)]}")
     return failed
 
 

@@ -71,7 +71,8 @@ def get_file(fname, origin, file_hash=None, cache_subdir="models", cache_dir_=No
     """Returns the local path of `fname`, downloading it from `origin` if absent.
 
     Args:
-      fname (str): file name inside the cache folder.
+      fname (str): file name inside the cache folder (and the mirror folders); may
+        contain "/"-separated sub-folders.
       origin (str): URL to download from.
       file_hash (str | None): expected SHA-256 (hex). A cached or downloaded file
         that does not match raises ValueError (a cached one is not deleted).
@@ -97,7 +98,7 @@ def get_file(fname, origin, file_hash=None, cache_subdir="models", cache_dir_=No
             return candidate
     root = os.path.abspath(os.path.expanduser(cache_dir_)) if cache_dir_ else cache_dir()
     folder = os.path.join(root, cache_subdir)
-    path = os.path.join(folder, fname)
+    path = os.path.join(folder, fname)  # fname may hold sub-folders ("a/b/c.npy")
     if os.path.exists(path):
         if file_hash and sha256_of(path) != file_hash.lower():
             raise ValueError(
@@ -106,8 +107,8 @@ def get_file(fname, origin, file_hash=None, cache_subdir="models", cache_dir_=No
             )
         return path
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=fname + ".", suffix=".part", dir=folder)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(fname) + ".", suffix=".part", dir=os.path.dirname(path))
     except OSError as e:
         raise OSError(f"Cannot create the cache folder {folder} for {fname}: {e}") from e
     try:

@@ -173,6 +173,83 @@ static int sniff_size(const uint8_t *d, size_t n, int64_t *h, int64_t *w) {
     return 0;
 }
 
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* Truncated BMP and GIF files: stb_image reads zeros past the end of the buffer and returns an
+ * image whose missing part is black, without an error (JPEG and PNG stop with "Corrupt ..."). Like
+ * Pillow (without LOAD_TRUNCATED_IMAGES) and TensorFlow's decoders we refuse them: this checks that
+ * the bytes the first image needs are present. BMP (uncompressed or bit fields, the kinds stb
+ * decodes): offset of the pixels + row stride x (|height| - 1) + the last row without its padding.
+ * GIF: the blocks are walked up to the end of the first image's LZW data (its zero-length
+ * sub-block), the frame stb_image decodes. Other formats and layouts stb rejects itself: 0.
+ * Returns 1 and sets the thread's message if truncated, else 0.
+ * d: (n,) the encoded file. */
+static int bmp_gif_truncated(const uint8_t *d, size_t n) {
+    if (n >= 30 && d[0] == 'B' && d[1] == 'M') {
+        const uint64_t offset = le32(d + 10), hdr = le32(d + 14);
+        uint64_t w, h, bpp;
+        if (hdr == 12) { /* OS/2 BITMAPCOREHEADER: 16-bit sizes, no compression */
+            w = (uint64_t)d[18] | ((uint64_t)d[19] << 8);
+            h = (uint64_t)d[20] | ((uint64_t)d[21] << 8);
+            bpp = (uint64_t)d[24] | ((uint64_t)d[25] << 8);
+        } else {
+            if (n < 34) return 0;
+            const uint32_t compression = le32(d + 30);
+            if (compression != 0 && compression != 3 && compression != 6) return 0; /* RLE etc.: stb refuses */
+            const int32_t sw = (int32_t)le32(d + 18), sh = (int32_t)le32(d + 22);
+            w = sw < 0 ? (uint64_t)(-(int64_t)sw) : (uint64_t)sw;
+            h = sh < 0 ? (uint64_t)(-(int64_t)sh) : (uint64_t)sh;
+            bpp = (uint64_t)d[28] | ((uint64_t)d[29] << 8);
+        }
+        if (w == 0 || h == 0 || bpp == 0 || bpp > 32) return 0; /* stb_image rejects these itself */
+        const uint64_t stride = (w * bpp + 31) / 32 * 4, last = (w * bpp + 7) / 8;
+        /* w < 2^32, bpp <= 32, h < 2^32: stride * (h - 1) < 2^66 could overflow; compare by division. */
+        if (h - 1 > (UINT64_MAX - offset - last) / stride || offset + stride * (h - 1) + last > n) {
+            tt_error(TT_DECODE_ERROR,
+                     "truncated BMP: the header declares %llux%llu pixels at %llu bits per pixel, pixel data from "
+                     "byte %llu, but the file ends at byte %zu",
+                     (unsigned long long)w, (unsigned long long)h, (unsigned long long)bpp,
+                     (unsigned long long)offset, n);
+            return 1;
+        }
+        return 0;
+    }
+    if (n >= 13 && memcmp(d, "GIF8", 4) == 0) {
+        size_t p = 13;
+        if (d[10] & 0x80) p += (size_t)3 << ((d[10] & 7) + 1); /* global colour table */
+        for (;;) {
+            if (p >= n) break;
+            const uint8_t b = d[p];
+            int image = 0;
+            if (b == 0x21) { /* extension: label, then sub-blocks */
+                p += 2;
+            } else if (b == 0x2C) { /* image descriptor (10 bytes), local colour table, LZW code size */
+                if (p + 10 > n) break;
+                const uint8_t flags = d[p + 9];
+                p += 10;
+                if (flags & 0x80) p += (size_t)3 << ((flags & 7) + 1);
+                p += 1;
+                image = 1;
+            } else {
+                return 0; /* trailer before any image, or not a block: stb_image decides */
+            }
+            for (;;) { /* sub-blocks: a length byte, that many bytes; a zero length ends them */
+                if (p >= n) goto truncated;
+                const size_t len = d[p];
+                p += 1 + len;
+                if (len == 0) break;
+            }
+            if (image) return 0;
+        }
+    truncated:
+        tt_error(TT_DECODE_ERROR, "truncated GIF: the file (%zu bytes) ends inside the first image's blocks", n);
+        return 1;
+    }
+    return 0;
+}
+
 tt_status tt_image_decode(const uint8_t *data, size_t size, int64_t max_pixels, uint8_t **pixels, int *height,
                           int *width) {
     *pixels = NULL;
@@ -186,6 +263,7 @@ tt_status tt_image_decode(const uint8_t *data, size_t size, int64_t max_pixels, 
     tt_status s = tt_image_info(data, size, &h, &w);
     if (s != TT_OK) return s;
     if (h <= 0 || w <= 0) return tt_error(TT_DECODE_ERROR, "header declares an empty image (%dx%d)", w, h);
+    if (bmp_gif_truncated(data, size)) return TT_DECODE_ERROR;
     if (max_pixels > 0 && (int64_t)h * (int64_t)w > max_pixels)
         return tt_error(TT_DECODE_ERROR,
                         "header declares %dx%d pixels (%lld), more than max_pixels=%lld; refused before decoding",

@@ -28,7 +28,14 @@ key                   file                                        what it is
 ``"imagenet_quant"``  ``mobilenet_v2_1.0_224_quant.tflite``       TF-slim MobileNetV2,
                                                                   quantization-aware trained
                                                                   (uint8, per tensor)
+``"imagenet_float"``  104 ``.npy`` files (``float_weights.py``)   TensorFlow's float
+                                                                  MobileNetV2 1.0/224 (the
+                                                                  ptq file's source), no
+                                                                  classifier
 ====================  ==========================================  ===========================
+
+A Keras ``.h5`` weights file (``keras_h5.py``) builds the network for any
+``alpha`` and input size from the architecture (``architecture.py``).
 
 Both are public Coral test data (Apache 2.0) at
 ``https://github.com/google-coral/test_data/raw/master/<file>``. They are found
@@ -39,6 +46,10 @@ README's flowers job, validation_split=0.2, seed=123): with augmentation it gave
 0.905 against 0.891 for the quant model; without augmentation the two tie (mean
 of 8 head seeds on cached features: 0.889 ptq, 0.890 quant). It is also the
 architecture of ``keras.applications.MobileNetV2`` that Keras users know.
+A 5-fold cross-validation repeated 3 times on all 2936 shared flower photos
+(``benchmarks/weights_cv.py``) ties the three weight sets (ptq 0.8897, quant
+0.8896, float 0.8906; fold spread ~0.01; float vs ptq paired p = 0.39), so the
+default stays the ptq file, which has a classifier (the float weights have none).
 """
 import os
 import warnings
@@ -102,9 +113,50 @@ WEIGHTS_ALIASES = {
 _POOLED_CHANNELS = 1280  # MobileNetV2 1.0: width of the last 1x1 conv, before the classifier
 
 
+#: ``weights=`` key of the float ImageNet weights (``float_weights.py``): per-tensor .npy files
+#: downloaded and assembled once into a float32 .tflite without classifier.
+FLOAT_WEIGHTS_KEY = "imagenet_float"
+_FLOAT_MODEL_FILE = "mobilenet_v2_1.0_224_float_notop.tflite"
+
+
+def float_weights_path():
+    """Local path (str) of the float ImageNet MobileNetV2 1.0/224 as a .tflite without classifier.
+
+    Downloads (or finds in the cache / ``TFLITE_TRANSFER_MIRROR``) the 104
+    per-tensor .npy files of ``float_weights.FILES``, each checked by SHA-256,
+    and writes them once into ``$TFLITE_TRANSFER_HOME/models/`` as a float32
+    .tflite (``architecture.build_tflite``); later calls reuse that file.
+
+    Raises:
+      OSError: a file is missing and cannot be downloaded (names URL and folder).
+      ValueError: a file's SHA-256 or shape is wrong.
+    """
+    from . import architecture, float_weights
+    from ..utils import atomic_write, cache_dir
+
+    out = os.path.join(cache_dir(), "models", _FLOAT_MODEL_FILE)
+    if os.path.isfile(out):
+        return out
+    weights = {}
+    for layer, (kf, ksha, bf, bsha) in float_weights.FILES.items():
+        arrs = []
+        for fname, sha in ((kf, ksha), (bf, bsha)):
+            path = get_file(f"{float_weights.SUBDIR}/{fname}", float_weights.ORIGIN + fname, file_hash=sha,
+                            cache_subdir="models")
+            arrs.append(np.load(path, allow_pickle=False))
+        weights[layer] = tuple(arrs)
+    data = architecture.build_tflite(weights, alpha=1.0, input_shape=(224, 224, 3), include_top=False,
+                                     description="MobileNetV2 1.0/224 float ImageNet weights (no classifier)")
+    with atomic_write(out) as f:
+        f.write(data)
+    return out
+
+
 def _registry_key(weights):
     if weights == "imagenet":
         return DEFAULT_IMAGENET_MODEL
+    if weights == FLOAT_WEIGHTS_KEY:
+        return FLOAT_WEIGHTS_KEY
     if weights in WEIGHTS_ALIASES:
         return WEIGHTS_ALIASES[weights]
     if weights in WEIGHTS_REGISTRY:
@@ -116,7 +168,8 @@ def weights_path(weights="imagenet"):
     """Local path (str) of a registered pretrained model, downloading it if absent.
 
     Args:
-      weights (str): "imagenet", "imagenet_ptq", "imagenet_quant" or a
+      weights (str): "imagenet", "imagenet_ptq", "imagenet_quant",
+        "imagenet_float" (assembled by `float_weights_path`) or a
         WEIGHTS_REGISTRY file name.
 
     Raises:
@@ -128,7 +181,9 @@ def weights_path(weights="imagenet"):
     key = _registry_key(weights)
     if key is None:
         raise KeyError(f"Unknown pretrained weights {weights!r}; known: "
-                       f"{['imagenet'] + sorted(WEIGHTS_ALIASES) + sorted(WEIGHTS_REGISTRY)}")
+                       f"{['imagenet', FLOAT_WEIGHTS_KEY] + sorted(WEIGHTS_ALIASES) + sorted(WEIGHTS_REGISTRY)}")
+    if key == FLOAT_WEIGHTS_KEY:
+        return float_weights_path()
     e = WEIGHTS_REGISTRY[key]
     return get_file(key, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
 
@@ -142,7 +197,7 @@ def labels_path(weights="imagenet"):
     key = _registry_key(weights)
     if key is None:
         raise KeyError(f"Unknown pretrained weights {weights!r}")
-    fname = WEIGHTS_REGISTRY[key]["labels"]
+    fname = "imagenet_labels.txt" if key == FLOAT_WEIGHTS_KEY else WEIGHTS_REGISTRY[key]["labels"]
     e = LABELS_REGISTRY[fname]
     return get_file(fname, e["origin"], file_hash=e["sha256"], cache_subdir="models", file_size=e["size"])
 
@@ -240,7 +295,9 @@ def _find_features(core):
     pooled = the output of the global MEAN / AVERAGE_POOL_2D whose result feeds
     (possibly through RESHAPE / QUANTIZE / DEQUANTIZE) the classifier, a CONV_2D
     or FULLY_CONNECTED; feature_map = that pool's input; logits = the
-    classifier's output. Raises ValueError if the graph has no such structure.
+    classifier's output (None for a graph whose last op, a graph output, is the
+    global MEAN: a base without classifier). Raises ValueError if the graph has
+    no such structure.
     """
     ops = core.ops
     consumers = {}
@@ -261,6 +318,10 @@ def _find_features(core):
                     return op["inputs"][0], op["outputs"][0], c["outputs"][0]
                 if c["type"] in _PASS_THROUGH:
                     frontier.append(c["outputs"][0])
+    last = ops[-1] if ops else None
+    if last is not None and last["type"] == "MEAN" and last["outputs"][0] in core.outputs:
+        # A base without a classifier (assembled float weights, Keras .h5 files without the top).
+        return last["inputs"][0], last["outputs"][0], None
     raise ValueError("Cannot find the pooled feature vector: no global MEAN / AVERAGE_POOL_2D op feeds a "
                      "CONV_2D or FULLY_CONNECTED classifier in this model.")
 
@@ -306,6 +367,10 @@ class MobileNetV2Model(Layer):
         self.feature_map_tensor, self.feature_tensor, self.logits_tensor = _find_features(self.model)
         self.probabilities_tensor = self.model.outputs[0]
         self.include_top = bool(include_top)
+        if self.include_top and self.logits_tensor is None:
+            raise ValueError(f"{self.weights_path} has no classifier (e.g. the float ImageNet weights, whose logits "
+                             "kernel is not published, or a Keras file saved without the top): use "
+                             "include_top=False.")
         if classifier_activation not in ("softmax", None):
             raise ValueError("`classifier_activation` must be 'softmax' or None (logits) with the pretrained "
                              f"classifier. Received: classifier_activation={classifier_activation!r}")
@@ -663,9 +728,33 @@ class MobileNetV2Model(Layer):
                 f"include_top={self.include_top} pooling={self.pooling!r} output_shape={self.output_shape}>")
 
 
+def _is_hdf5(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
+
+
+def _h5_model_path(path, alpha, include_top):
+    """(path of the float .tflite built from Keras .h5 `path`, classes or None), cached by content."""
+    from ..utils import atomic_write, cache_dir, sha256_of
+    from . import architecture, keras_h5
+
+    key = f"{sha256_of(path)[:16]}_{alpha:0.2f}_{'top' if include_top else 'notop'}"
+    out = os.path.join(cache_dir(), "models", "keras_h5", f"mobilenet_v2_{key}.tflite")
+    weights, classes = keras_h5.read_keras_h5(path, alpha=alpha, include_top=include_top)
+    if not os.path.isfile(out):
+        data = architecture.build_tflite(weights, alpha=alpha, include_top=include_top, classes=classes or 1000,
+                                         description=f"MobileNetV2 {alpha} from {os.path.basename(path)}")
+        with atomic_write(out) as f:
+            f.write(data)
+    return out, classes
+
+
 def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=None, classes=1001,
                 name=None, alpha=1.0, input_tensor=None, classifier_activation="softmax", **kwargs):
-    """Builds an ImageNet-pretrained MobileNetV2 1.0 (Keras' ``applications.MobileNetV2``).
+    """Builds an ImageNet-pretrained MobileNetV2 (Keras' ``applications.MobileNetV2``).
 
     Args:
       input_shape (tuple | None): (H, W, 3); default (224, 224, 3). Other sizes
@@ -673,15 +762,22 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
       include_top (bool): True: class probabilities (N, 1001), softmax, index 0 =
         "background". False: features (see `pooling`).
       weights: "imagenet" (DEFAULT_IMAGENET_MODEL), "imagenet_ptq",
-        "imagenet_quant", or the path (str / PathLike) of a MobileNetV2 .tflite.
-        None (Keras' random init) is not supported.
+        "imagenet_quant", "imagenet_float" (TensorFlow's float weights, no
+        classifier: include_top=False only), the path (str / PathLike) of a
+        MobileNetV2 .tflite, or the path of a Keras .h5 weights file
+        (``keras.applications`` downloads or ``save_weights`` output, see
+        ``keras_h5``): batch norm folded, the network built from the
+        architecture for `alpha` and `input_shape` (include_top=True needs the
+        file's classifier; any input size >= 32). None (Keras' random init) is
+        not supported.
       pooling: with include_top=False: None -> (N, H/32, W/32, 1280) map
         (7x7 at 224), "avg" -> (N, 1280) global average, "max" -> (N, 1280)
         global max. Ignored when include_top=True (as in Keras).
       classes (int): must be the model's class count (1001) with include_top=True.
       name (str | None): default "mobilenetv2_1.00_<H>" as in Keras.
-      alpha (float): the width multiplier; 1.0, the width of the pretrained .tflite weights (other
-        values raise ValueError naming `alpha`).
+      alpha (float): Keras' width multiplier, 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4;
+        other values than 1.0 need Keras .h5 weights of that width (the
+        pretrained .tflite weights are 1.0).
       input_tensor: None only (there are no symbolic tensors here; pass `input_shape`).
       classifier_activation ("softmax" | None): with include_top=True, probabilities (default) or,
         with None, the classifier's logits (N, 1001), as Keras. Ignored when include_top=False.
@@ -700,9 +796,6 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
     trainable = kwargs.pop("trainable", True)
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) or float(alpha) != 1.0:
-        raise ValueError("`alpha` must be 1.0: the pretrained .tflite weights are MobileNetV2 1.0 (Keras' other "
-                         f"widths 0.35, 0.5, 0.75, 1.3, 1.4 have no weights here). Received: alpha={alpha!r}")
     if input_tensor is not None:
         raise ValueError("`input_tensor` must be None: tflite_transfer has no symbolic tensors; pass "
                          f"`input_shape=(H, W, 3)` instead. Received: input_tensor={type(input_tensor).__name__}")
@@ -724,11 +817,26 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
                          f"Received: input_shape={input_shape!r}")
     if pooling not in (None, "avg", "max"):
         raise ValueError(f"`pooling` must be None, 'avg' or 'max'. Received: pooling={pooling!r}")
-    if include_top and shape[:2] != (224, 224):
+    from .architecture import ALPHAS
+
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+            or float(alpha) not in ALPHAS:
+        raise ValueError(f"`alpha` must be one of {ALPHAS}. Received: alpha={alpha!r}")
+    alpha = float(alpha)
+    h5 = isinstance(weights, (str, os.PathLike)) and _is_hdf5(os.fspath(weights))
+    if alpha != 1.0 and not h5:
+        raise ValueError("`alpha` must be 1.0 for the pretrained .tflite weights (MobileNetV2 1.0); other widths "
+                         "need Keras .h5 weights of that width (weights='path/to/file.h5'). "
+                         f"Received: alpha={alpha!r}, weights={weights!r}")
+    if include_top and shape[:2] != (224, 224) and not h5:
         raise ValueError("With include_top=True the pretrained classifier needs input_shape=(224, 224, 3), "
                          f"as in Keras. Use include_top=False for other sizes. Received: input_shape={input_shape!r}")
 
-    if isinstance(weights, str) and _registry_key(weights) is not None:
+    if h5:
+        path, h5_classes = _h5_model_path(os.fspath(weights), alpha, include_top)
+        if include_top and classes == 1001:
+            classes = h5_classes  # the default: the file's classifier
+    elif isinstance(weights, str) and _registry_key(weights) is not None:
         path = weights_path(weights)
     elif isinstance(weights, (str, os.PathLike)):
         path = os.fspath(weights)
@@ -742,7 +850,7 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
                          f".tflite file. Received: weights={weights!r}")
 
     if name is None:
-        name = f"mobilenetv2_1.00_{shape[0]}"
+        name = f"mobilenetv2_{alpha:0.2f}_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
                          name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable,
                          classifier_activation=classifier_activation)

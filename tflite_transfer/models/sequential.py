@@ -297,3 +297,41 @@ class Sequential(Trainer):
         ``models/saving.py``), atomically. The base is saved by reference (path + SHA-256).
         Raises ValueError when the model is not built."""
         saving.save_model(self, filepath)
+
+    # -- export ------------------------------------------------------------------------------
+    def export(self, filepath, format="litert", verbose=True, input_dtype="uint8", labels=None, quantize=None,
+               representative_dataset=None):
+        """Exports the inference graph for deployment (Keras 3's ``model.export``).
+
+        Random layers and Dropout are left out (inference), the base, pooling, Dense
+        layers and their activations are written with the model's current weights.
+
+        Args:
+          filepath (str | PathLike): the file to write.
+          format: "litert" or "tflite" (a .tflite flatbuffer that runs in LiteRT /
+            TFLite interpreters) or "onnx" (opset 13).
+          verbose (bool): print the path and size written.
+          input_dtype: "uint8" (default): the file takes RGB pixels uint8
+            (N, H, W, 3) in [0, 255] and preprocesses them itself
+            (``x / 127.5 - 1``); "float32": float32 (N, H, W, 3) already scaled to
+            [-1, 1]. The batch dimension is dynamic.
+          labels: class names stored in the file (list of str, one per output);
+            default ``self.class_names`` when set. ``tflite-transfer classify
+            model.tflite images...`` prints them.
+          quantize: None (float32) or "int8" (litert only): post-training
+            full-integer quantization like TensorFlow's converter (per-channel int8
+            weights, activation ranges calibrated on `representative_dataset`).
+          representative_dataset: with quantize="int8", an iterable of uint8 image
+            batches (N, H, W, 3) or (images, labels) pairs (e.g. ~100 training images).
+
+        Returns:
+          int: bytes written.
+
+        Raises:
+          ValueError: unknown format, unbuilt model, int8 without a dataset, bad labels.
+          NotImplementedError: a layer the exporter cannot write (named).
+        """
+        from ..export import export_model
+
+        return export_model(self, filepath, format=format, input_dtype=input_dtype, labels=labels,
+                            quantize=quantize, representative_dataset=representative_dataset, verbose=verbose)
