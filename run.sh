@@ -9,7 +9,7 @@
 #
 # Set-up (idempotent): Debian's libstb-dev if stb_image.h is missing (needs root or sudo),
 # a virtual environment in $TT_VENV (default ./.venv) with the package installed editable
-# (the C extension is built in place) and the test extras (TT_WITH_TF=1: TensorFlow too).
+# (the C extension is built in place) and the test extras with Dask ([distributed]) (TT_WITH_TF=1: TensorFlow too).
 # Offline data: if ../shared exists next to the checkout and the variables are unset,
 # TFLITE_TRANSFER_MIRROR points at ../shared/models and ../shared/images (the .tflite files
 # and the ImageNet labels, checked by SHA-256)
@@ -39,7 +39,7 @@ ensure_venv() {
     . "$VENV/bin/activate"
     local stamp="$VENV/.tt_installed"
     local want
-    local extras="test,report"
+    local extras="test,report,distributed"
     # TT_WITH_TF=1 also installs TensorFlow, so the Keras-parity tests run instead of
     # being reported as skipped (CI sets it).
     [ "${TT_WITH_TF:-0}" = 1 ] && extras="$extras,tf"

@@ -118,3 +118,24 @@ def test_fine_tune_at_out_of_range_fails_before_any_training(subset, tmp_path, c
 def test_fine_tune_epochs_below_one_is_a_usage_error(subset, tmp_path, capsys):
     assert cli.main(["flowers", "--data-dir", str(subset), "--fine-tune-epochs", "0"]) == 2
     assert "--fine-tune-epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", ["int8", "mixed_bfloat16"])
+def test_frozen_stage_runs_in_another_precision(subset, tmp_path, dtype):
+    """--dtype runs the frozen base's features in that precision; the head still separates the classes."""
+    if dtype == "mixed_bfloat16" and not __import__("tflite_transfer")._core.has_bf16():
+        pytest.skip("no bfloat16 instructions on this CPU")
+    out = tmp_path / "out"
+    rc = cli.main(["flowers", "--data-dir", str(subset), "--no-augment", "--epochs", "5", "--batch-size", "8",
+                   "--output", str(out), "--verbose", "0", "--no-fine-tune", "--dtype", dtype,
+                   "--weights", "imagenet_ptq"])
+    assert rc == 0
+    with open(out / "summary.json") as f:
+        run = json.load(f)["no_augmentation"]
+    assert run["fit_path"] == "feature_cache" and run["val_accuracy"] >= 0.8
+
+
+def test_dtype_with_fine_tuning_is_an_error(subset, tmp_path, capsys):
+    rc = cli.main(["flowers", "--data-dir", str(subset), "--no-augment", "--epochs", "1", "--output",
+                   str(tmp_path / "o"), "--verbose", "0", "--dtype", "int8"])
+    assert rc != 0 and "--no-fine-tune" in capsys.readouterr().err

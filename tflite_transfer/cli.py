@@ -1,9 +1,11 @@
-"""Command line: ``tflite-transfer flowers``, ``tflite-transfer train DIR`` and
-``tflite-transfer classify [MODEL.tflite] IMAGE...`` (also ``python -m tflite_transfer ...``).
+"""Command line: ``tflite-transfer flowers``, ``tflite-transfer train DIR``,
+``tflite-transfer classify [MODEL.tflite] IMAGE...`` and
+``tflite-transfer features DIR --scheduler ADDRESS`` (also ``python -m tflite_transfer ...``).
 See ``--help`` of each subcommand."""
 import argparse
 import os
 import sys
+import warnings
 
 _IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
@@ -28,6 +30,9 @@ def _common(p, epochs=10):
     p.add_argument("--validation-split", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
+    p.add_argument("--dtype", default="float32", choices=("float32", "mixed_bfloat16", "int8"),
+                   help="precision of the frozen base (bf16 needs AVX512_BF16/AMX; int8: the file's own "
+                        "quantization; both need --no-fine-tune). Default %(default)s")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
                    help="undecodable photos: stop with an error naming the file (raise, default) or leave them "
@@ -67,7 +72,73 @@ def build_parser():
     c.add_argument("--weights", default="imagenet", help='"imagenet", a MobileNetV2 .tflite path or an exported '
                    "model (.tflite with class names)")
     c.add_argument("--top", type=int, default=5, help="classes to print per image (default 5)")
+    e = sub.add_parser("features", help="pooled base features of every image under a folder, computed on a Dask "
+                       "cluster, written as .npy shards (needs the [distributed] extra)")
+    e.add_argument("directory", help="a folder of class sub-folders (labels are kept) or of images")
+    e.add_argument("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786 "
+                   "(default: a LocalCluster with one single-threaded worker process per core)")
+    e.add_argument("--output", default="features", help="folder for the shards, index.json, labels.npy "
+                   "(default %(default)s)")
+    e.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
+    e.add_argument("--model", default=None, help="a saved Sequential (.ttz) to run instead of the pooled base")
+    e.add_argument("--image-size", type=_size, default=(224, 224), help="N or H,W (default 224)")
+    e.add_argument("--pooling", default="avg", choices=("avg", "max"))
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--partition-size", type=int, default=256, help="images per task (default %(default)s)")
+    e.add_argument("--on-error", default="skip", choices=("skip", "raise"),
+                   help="undecodable files: leave out and list (default) or stop")
+    e.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes when no "
+                   "--scheduler is given (default: os.cpu_count())")
+    e.add_argument("--verbose", type=int, default=1, choices=(0, 1))
     return ap
+
+
+def features(args, print_fn=print):
+    """The ``features`` subcommand: runs `distributed.predict` over `args.directory` with the
+    pooled MobileNetV2 base (or `args.model`) and writes shards to `args.output`. Returns the
+    DistributedPrediction. Raises ImportError without dask.distributed, ValueError / OSError
+    for bad folders, files and options."""
+    from . import applications, data, distributed
+    from .models import load_model
+
+    import dask.distributed as dd
+
+    directory = args.directory
+    if not os.path.isdir(directory):
+        raise NotADirectoryError(f"`directory` {directory!r} is not a folder.")
+    if args.model:
+        model = load_model(args.model, compile=False)
+    else:
+        model = applications.MobileNetV2(input_shape=tuple(args.image_size) + (3,), include_top=False,
+                                         weights=args.weights, pooling=args.pooling)
+    hw = tuple(distributed._model_image_size(model))
+    subdirs = [d for d in os.listdir(directory) if not d.startswith(".") and os.path.isdir(os.path.join(directory, d))]
+    src = directory
+    if subdirs:  # class sub-folders: keep the labels, in Keras' file order
+        src = data.image_dataset_from_directory(directory, image_size=hw, shuffle=False, batch_size=args.batch_size,
+                                                verbose=False)
+    if args.scheduler:
+        client, cluster = dd.Client(args.scheduler), None
+    else:
+        cluster = dd.LocalCluster(n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1,
+                                  processes=True, dashboard_address=None)
+        client = dd.Client(cluster)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # skipped files are printed below
+            res = distributed.predict(model, src, client=client, batch_size=args.batch_size,
+                                      partition_size=args.partition_size, output=args.output,
+                                      on_error=args.on_error, verbose=args.verbose)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    rows = len(res.file_paths)
+    print_fn(f"Wrote {rows} feature rows in {len(res.shards)} shard(s) to {res.output} "
+             f"(index.json{', labels.npy' if res.labels is not None else ''}); skipped {len(res.skipped)} file(s).")
+    for p, msg in res.skipped:
+        print_fn(f"  skipped {p}: {msg}")
+    return res
 
 
 def _image_files(paths):
@@ -195,6 +266,19 @@ def main(argv=None):
         except (ValueError, OSError) as e:
             print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)
             return 1
+    if args.command == "features":
+        if args.batch_size < 1 or args.partition_size < 1 or (args.workers is not None and args.workers < 1):
+            print("tflite-transfer: --batch-size, --partition-size and --workers must be >= 1.", file=sys.stderr)
+            return 2
+        try:
+            features(args)
+        except ImportError as e:
+            print(f"tflite-transfer: {e} (pip install 'tflite_transfer[distributed]')", file=sys.stderr)
+            return 1
+        except (ValueError, OSError) as e:
+            print(f"tflite-transfer: {e}", file=sys.stderr)
+            return 1
+        return 0
     from . import flowers
 
     if args.epochs < 1 or args.batch_size < 1 or not (0.0 < args.validation_split < 1.0) or \
@@ -213,7 +297,7 @@ def main(argv=None):
                     validation_split=args.validation_split, seed=args.seed, augment=augment, weights=args.weights,
                     output=args.output, verbose=args.verbose, fine_tune=args.fine_tune, fine_tune_at=args.fine_tune_at,
                     fine_tune_epochs=args.fine_tune_epochs, fine_tune_learning_rate=args.fine_tune_learning_rate,
-                    on_error=args.on_error)
+                    on_error=args.on_error, dtype=args.dtype)
     except (ValueError, OSError) as e:
         # Bad folders, files and options: the message names them; a traceback would only hide it.
         print(f"tflite-transfer: {_cli_message(str(e))}", file=sys.stderr)

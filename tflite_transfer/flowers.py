@@ -30,7 +30,7 @@ import numpy as np
 def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validation_split=0.2, seed=123,
         augment=(False, True), weights="imagenet", output="flowers_output", verbose=1, learning_rate=1e-3,
         print_fn=print, fine_tune=True, fine_tune_at=100, fine_tune_epochs=10, fine_tune_learning_rate=1e-5,
-        on_error="raise"):
+        on_error="raise", dtype=None):
     """Runs the job; returns a dict {run name: results} (see summary.json).
 
     Args:
@@ -39,6 +39,9 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
       epochs (int), batch_size (int), image_size ((h, w)), validation_split (float), seed (int).
       augment (tuple of bool): which runs to do: False = no augmentation, True = augmentation.
       weights (str): "imagenet" or a .tflite path for MobileNetV2.
+      dtype (str | None): the frozen base's precision, MobileNetV2's `dtype`: None /
+        "float32", "mixed_bfloat16" or "int8" (int8 and bf16 engines are inference
+        only: with a dtype other than float32, `fine_tune` must be False).
       output (str | None): folder for the saved models and summary.json (None: don't save).
       verbose (0 | 1 | 2): fit's verbosity.
       learning_rate (float): Adam's, stage 1.
@@ -67,6 +70,9 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
     if fine_tune and (isinstance(fine_tune_epochs, bool) or not isinstance(fine_tune_epochs, int)
                       or fine_tune_epochs < 1):
         raise ValueError(f"`fine_tune_epochs` must be an int >= 1. Received: fine_tune_epochs={fine_tune_epochs!r}")
+    if dtype not in (None, "float32") and fine_tune:
+        raise ValueError(f"dtype={dtype!r} runs the frozen base only (its engine has no backward pass); "
+                         "pass fine_tune=False (--no-fine-tune) or dtype='float32'.")
     times = {}
     t = time.perf_counter()
     if directory is None:
@@ -83,7 +89,8 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
         name = "augmented" if aug else "no_augmentation"
         print_fn(f"\n=== {name} ===")
         layers.set_random_seed(seed)  # initial weights, shuffling and dropout masks: the same on every run
-        base = applications.MobileNetV2(input_shape=tuple(image_size) + (3,), include_top=False, weights=weights)
+        base = applications.MobileNetV2(input_shape=tuple(image_size) + (3,), include_top=False, weights=weights,
+                                        dtype=dtype)
         if fine_tune:
             base.fine_tune_from(fine_tune_at)  # checks fine_tune_at now, not after stage 1
         base.trainable = False

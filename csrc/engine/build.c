@@ -60,8 +60,19 @@ static dnnl_memory_desc_t own_md(tt_engine *e, dnnl_memory_desc_t md) {
 }
 
 dnnl_memory_desc_t tt_md_tag(tt_engine *e, int ndims, const int64_t *dims, dnnl_format_tag_t tag) {
+    return tt_md_tag_dt(e, ndims, dims, dnnl_f32, tag);
+}
+
+dnnl_data_type_t tt_md_dt(const_dnnl_memory_desc_t md) {
+    dnnl_data_type_t dt = dnnl_data_type_undef;
+    dnnl_memory_desc_query(md, dnnl_query_data_type, &dt);
+    return dt;
+}
+
+dnnl_memory_desc_t tt_md_tag_dt(tt_engine *e, int ndims, const int64_t *dims, dnnl_data_type_t dt,
+                                dnnl_format_tag_t tag) {
     dnnl_memory_desc_t md = NULL;
-    dnnl_status_t st = dnnl_memory_desc_create_with_tag(&md, ndims, dims, dnnl_f32, tag);
+    dnnl_status_t st = dnnl_memory_desc_create_with_tag(&md, ndims, dims, dt, tag);
     if (st != dnnl_success) {
         tt_dnnl_fail(e, -1, "memory descriptor", st);
         return NULL;

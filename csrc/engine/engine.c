@@ -6,6 +6,8 @@
  */
 #include "engine/tt_plan.h"
 
+#include "core/tt_threads.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +47,30 @@ static tt_status build_output(tt_engine *e) {
     e->out_shape = e->values[v].shape;
     dnnl_memory_desc_t plain = tt_md_plain_like(e, e->values[v].md);
     if (!plain || !(e->out_mem = tt_new_memory(e, plain, NULL))) return TT_RUNTIME_ERROR;
+    /* an int8 value is dequantized on the way out: real = scale * (q - zero_point) */
+    float qs = e->values[v].qscale;
+    bool deq = qs > 0.f;
+    dnnl_memory_t m_s = NULL, m_z = NULL;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t st = dnnl_success;
+    if (deq) {
+        m_s = tt_scales_memory(e, &qs, 1);
+        m_z = tt_zero_point_memory(e, e->values[v].qzp);
+        if (!m_s || !m_z) return TT_RUNTIME_ERROR;
+        st = dnnl_primitive_attr_create(&attr);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(attr, DNNL_ARG_SRC, 0);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(attr, DNNL_ARG_SRC, 0);
+    }
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, e->values[v].md, e->eng, plain, e->eng, NULL);
+    if (st == dnnl_success)
+        st = dnnl_reorder_primitive_desc_create(&pd, e->values[v].md, e->eng, plain, e->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success) return tt_dnnl_fail(e, -1, "output reorder", st);
-    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->values[v].mem}, {DNNL_ARG_TO, e->out_mem}};
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_FROM, e->values[v].mem}, {DNNL_ARG_TO, e->out_mem},
+                               {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, m_s},
+                               {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, m_z}};
     e->cur = &e->out;
-    return tt_add_primitive(e, -1, pd, 2, args);
+    return tt_add_primitive(e, -1, pd, deq ? 4 : 2, args);
 }
 
 /* A reorder primitive a -> b (owned by the caller), NULL when the layouts are equal. */
@@ -137,7 +157,7 @@ static tt_status allocate(tt_engine *e) {
 
 /* Builds one engine that runs the whole batch at once. */
 static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
-                              int32_t output_tensor, int32_t train_from, tt_engine **out) {
+                              int32_t output_tensor, int32_t train_from, tt_precision precision, tt_engine **out) {
     *out = NULL;
     tt_status s = TT_OK;
     dnnl_status_t st;
@@ -147,6 +167,10 @@ static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h
     e->batch = batch;
     e->output_tensor = output_tensor;
     e->train_from = train_from;
+    e->precision = precision;
+    e->conv_dt = precision == TT_PRECISION_BF16 ? dnnl_bf16 : precision == TT_PRECISION_INT8 ? dnnl_s8 : dnnl_f32;
+    /* primitives are created for the thread count they will run with */
+    e->num_threads = tt_use_num_threads(0);
     size_t nt = (size_t)model->n_tensors + 1, no = (size_t)model->n_ops + 1;
     e->shapes = (tt_shape *)calloc(nt, sizeof *e->shapes);
     e->needed = (bool *)calloc(no, sizeof *e->needed);
@@ -214,24 +238,60 @@ void tt_engine_output_shape(const tt_engine *engine, int32_t *rank, int64_t shap
     memcpy(shape, engine->out_shape.d, sizeof(int64_t) * TT_MAX_RANK);
 }
 
+int tt_cpu_has_bf16(void) {
+    /* the ISA values are nested bit masks: every ISA at or above avx512_core_bf16 contains its bits */
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), bf16 = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    return (isa & bf16) == bf16;
+}
+
+const char *tt_cpu_isa_name(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_sse41: return "sse41";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx2_vnni_2: return "avx2_vnni_2";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_fp16: return "avx512_core_fp16";
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx512_core_amx_fp16: return "avx512_core_amx_fp16";
+    default: return "other";
+    }
+}
+
+int32_t tt_engine_num_threads(const tt_engine *e) { return e->num_threads; }
+int32_t tt_engine_last_run_threads(const tt_engine *e) { return e->last_run_threads; }
+
 tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
                            int32_t output_tensor, tt_engine **out) {
+    return tt_engine_create_precision(model, batch, in_h, in_w, output_tensor, TT_PRECISION_F32, out);
+}
+
+tt_status tt_engine_create_precision(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                                     int32_t output_tensor, tt_precision precision, tt_engine **out) {
     *out = NULL;
     int32_t end = model->n_ops;
-    if (batch <= TT_MICRO_BATCH) return engine_build(model, batch, in_h, in_w, output_tensor, end, out);
+    if (precision != TT_PRECISION_F32 && precision != TT_PRECISION_BF16 && precision != TT_PRECISION_INT8)
+        return tt_error(TT_INVALID_ARGUMENT, "unknown engine precision %d", (int)precision);
+    if (precision == TT_PRECISION_BF16 && !tt_cpu_has_bf16())
+        return tt_error(TT_UNSUPPORTED, "bfloat16 needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
+                        "oneDNN dispatches to %s here", tt_cpu_isa_name());
+    if (batch <= TT_MICRO_BATCH) return engine_build(model, batch, in_h, in_w, output_tensor, end, precision, out);
     /* Micro-batching: MobileNetV2's early activations are ~5 MB per image, so a
      * batch of 32 streams through memory instead of cache; chunks of
      * TT_MICRO_BATCH images keep them cache-sized and the buffers small. */
     tt_engine *e = (tt_engine *)calloc(1, sizeof *e);
     if (!e) return tt_oom();
     int32_t chunk = TT_MICRO_BATCH, rest = batch % chunk;
-    tt_status s = engine_build(model, chunk, in_h, in_w, output_tensor, end, &e->sub[0]);
+    tt_status s = engine_build(model, chunk, in_h, in_w, output_tensor, end, precision, &e->sub[0]);
     if (s == TT_OK && !tt_plan_images_independent(e->sub[0])) { /* must run as one batch */
         tt_engine_destroy(e->sub[0]);
         free(e);
-        return engine_build(model, batch, in_h, in_w, output_tensor, end, out);
+        return engine_build(model, batch, in_h, in_w, output_tensor, end, precision, out);
     }
-    if (s == TT_OK && rest) s = engine_build(model, rest, in_h, in_w, output_tensor, end, &e->sub[1]);
+    if (s == TT_OK && rest) s = engine_build(model, rest, in_h, in_w, output_tensor, end, precision, &e->sub[1]);
     if (s != TT_OK) {
         tt_engine_destroy(e);
         return s;
@@ -243,6 +303,9 @@ tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, i
     e->in_w = c->in_w;
     e->output_tensor = output_tensor;
     e->train_from = end;
+    e->precision = precision;
+    e->conv_dt = c->conv_dt;
+    e->num_threads = c->num_threads;
     e->n_chunks = batch / chunk;
     e->out_shape = c->out_shape;
     e->out_shape.d[0] = batch;
@@ -260,7 +323,7 @@ tt_status tt_engine_create_training(const tt_model *model, int32_t batch, int32_
     if (train_from < 0 || train_from > model->n_ops)
         return tt_error(TT_INVALID_ARGUMENT, "train_from must be in [0, %d] (the model's op count), got %d",
                         model->n_ops, train_from);
-    return engine_build(model, batch, in_h, in_w, output_tensor, train_from, out);
+    return engine_build(model, batch, in_h, in_w, output_tensor, train_from, TT_PRECISION_F32, out);
 }
 
 /* ---- run ----------------------------------------------------------------------------- */
@@ -310,6 +373,7 @@ static tt_status set_handle(tt_engine *e, dnnl_memory_t mem, const void *ptr) {
 
 tt_status tt_engine_run(tt_engine *e, const float *input, float *output) {
     tt_status s = TT_OK;
+    e->last_run_threads = tt_use_num_threads(e->num_threads);
     if (e->sub[0]) {
         for (int32_t k = 0; k < e->n_chunks && s == TT_OK; k++)
             s = tt_engine_run(e->sub[0], input + k * e->in_chunk, output + k * e->out_chunk);
@@ -351,6 +415,7 @@ tt_status tt_engine_backward(tt_engine *e, const float *d_output) {
     if (e->train_from >= e->model->n_ops)
         return tt_error(TT_INVALID_ARGUMENT, "backward on an engine without trainable ops");
     tt_status s;
+    e->last_run_threads = tt_use_num_threads(e->num_threads);
     if ((s = check_params(e)) || (s = bind_caller(e, -2, d_output)) || (s = run_steps(e, &e->bwd, 0, e->bwd.n)))
         return s;
     return wait(e);
@@ -390,6 +455,7 @@ static tt_status cut_copy(tt_engine *e, int32_t k, void *ptr, bool to_user) {
 
 tt_status tt_engine_run_bottom(tt_engine *e, const float *input, float *const *cut) {
     tt_status s;
+    e->last_run_threads = tt_use_num_threads(e->num_threads);
     if ((s = bind_caller(e, -1, input)) || (s = run_steps(e, &e->fwd, 0, e->top_step))) return s;
     for (int32_t k = 0; k < e->n_cut; k++) {
         if (e->values[e->cut[k].value].slot == -1) { /* the input is its own cut value */
@@ -404,6 +470,7 @@ tt_status tt_engine_run_bottom(tt_engine *e, const float *input, float *const *c
 
 tt_status tt_engine_run_top(tt_engine *e, const float *const *cut, float *output) {
     tt_status s;
+    e->last_run_threads = tt_use_num_threads(e->num_threads);
     if ((s = check_params(e))) return s;
     for (int32_t k = 0; k < e->n_cut; k++)
         if ((s = cut_copy(e, k, (void *)cut[k], false))) return s;

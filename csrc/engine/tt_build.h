@@ -44,6 +44,8 @@ typedef struct tt_value {
     dnnl_memory_t mem;       /* not owned (engine's memory list owns it) */
     int32_t slot;            /* buffer slot of its bytes; -1 = the caller's input, -2 = the caller's d_output */
     bool shared;             /* a gradient whose bytes another gradient also views: never written in place */
+    float qscale;            /* int8 engine, s8/u8 values: real = qscale * (q - qzp); 0 for real-valued data */
+    int32_t qzp;
 } tt_value;
 
 typedef struct tt_step tt_step;
@@ -97,6 +99,10 @@ struct tt_engine {
     dnnl_stream_t stream;    /* owned */
     int32_t batch, in_h, in_w, output_tensor;
     int32_t train_from;      /* first trainable op; n_ops for an inference engine */
+    tt_precision precision;  /* of the convolutions (tt_engine.h) */
+    dnnl_data_type_t conv_dt;/* data type of conv activations and weights: f32 or bf16 */
+    int32_t num_threads;     /* OpenMP threads it was built for and runs with */
+    int32_t last_run_threads;/* OpenMP threads in effect during the last run, 0 before any */
 
     /* Planning (create only). */
     tt_shape *shapes;        /* [n_tensors] propagated shapes */
@@ -168,6 +174,10 @@ tt_status tt_oom(void);
 
 /* Memory descriptor helpers; the md is owned by the engine. NULL on failure (error recorded). */
 dnnl_memory_desc_t tt_md_tag(tt_engine *e, int ndims, const int64_t *dims, dnnl_format_tag_t tag);
+/* tt_md_tag with data type `dt` (tt_md_tag is f32). */
+dnnl_memory_desc_t tt_md_tag_dt(tt_engine *e, int ndims, const int64_t *dims, dnnl_data_type_t dt,
+                                dnnl_format_tag_t tag);
+dnnl_data_type_t tt_md_dt(const_dnnl_memory_desc_t md);
 dnnl_memory_desc_t tt_md_strides(tt_engine *e, int ndims, const int64_t *dims, const int64_t *strides);
 dnnl_memory_desc_t tt_md_clone(tt_engine *e, const_dnnl_memory_desc_t md);
 /* Plain (row-major; nhwc for 4D) md with the dims of `md`. */
@@ -245,5 +255,21 @@ tt_status tt_add_c_step(tt_engine *e, tt_c_kernel kernel, dnnl_memory_t src, dnn
  * dy -> d(pre) into a new temporary value (returned; dy's own value when act is
  * NONE). hint: any forward pd is not needed; a forward eltwise pd is made here. */
 int32_t tt_activation_backward(tt_engine *e, int32_t i, tt_activation act, int32_t yv, int32_t dyv);
+
+/* ---- int8 engines (engine/quant.c) ------------------------------------------------ */
+
+/* Per-tensor quantization (scale, zero point) of activation tensor t of op i;
+ * TT_UNSUPPORTED naming the tensor when it has none or is per-channel. */
+tt_status tt_tensor_qparams(tt_engine *e, int32_t i, int32_t t, float *scale, int32_t *zp);
+/* Engine-owned constant memory of layout `md` holding a copy of `bytes` bytes of `data`. NULL on failure. */
+dnnl_memory_t tt_const_bytes(tt_engine *e, const_dnnl_memory_desc_t md, const void *data, size_t bytes);
+/* Runtime scales argument: f32 [n]. Runtime zero point argument: s32 [1]. NULL on failure. */
+dnnl_memory_t tt_scales_memory(tt_engine *e, const float *scales, int64_t n);
+dnnl_memory_t tt_zero_point_memory(tt_engine *e, int32_t zp);
+/* s8 copy of a per-channel symmetric weight tensor t (TFLite layout, dequantized floats
+ * in the model) requantized exactly: q = round(w / scale[c]) along its quantized
+ * dimension; *scales = the file's scales. NULL (error set) unless t is per-channel
+ * (or per-tensor) int8 with zero points 0. */
+const int8_t *tt_weights_s8(tt_engine *e, int32_t i, int32_t t, const float **scales, int32_t *n_scales);
 
 #endif /* TT_BUILD_H */

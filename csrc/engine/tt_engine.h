@@ -21,6 +21,30 @@ extern "C" {
 
 typedef struct tt_engine tt_engine;
 
+/* Precision of an inference engine's convolutions and activations.
+ *   F32:  float32 everywhere.
+ *   BF16: convolutions read bfloat16 activations and weights and accumulate in
+ *         float32 (oneDNN's bf16 kernels; the bias stays float32); activations
+ *         are stored as bfloat16 between ops; input and output are float32 (the
+ *         first conv's reorder and the output reorder convert). Needs a CPU with
+ *         bfloat16 instructions (tt_cpu_has_bf16): else TT_UNSUPPORTED.
+ *   INT8: the file's own quantization on oneDNN int8 primitives (engine/quant.c):
+ *         s8 activations with their tensors' per-tensor scales and zero points,
+ *         s8 per-channel weights, float bias, requantization by every conv, RELU6
+ *         as a clip post-op, the residual ADD fused with its own scales; the
+ *         float input is quantized by the model's QUANTIZE op, int8 outputs are
+ *         dequantized by the output reorder, and average pooling / MEAN computes
+ *         in float from the dequantized int8 values (so the pooled features are
+ *         not rounded to int8). Models or ops outside this scheme (uint8 weights
+ *         with zero points, unfused ADD, ops after the pooling): TT_UNSUPPORTED. */
+typedef enum tt_precision { TT_PRECISION_F32 = 0, TT_PRECISION_BF16 = 1, TT_PRECISION_INT8 = 2 } tt_precision;
+
+/* True when oneDNN dispatches bfloat16 kernels with native instructions here
+ * (AVX512_BF16 or AMX: dnnl_get_effective_cpu_isa() >= avx512_core_bf16). */
+int tt_cpu_has_bf16(void);
+/* oneDNN's name of the instruction set it dispatches to (static string). */
+const char *tt_cpu_isa_name(void);
+
 /* Builds the oneDNN primitives that compute tensor `output_tensor` of `model`
  * from its first input, for `batch` images of `in_h` x `in_w` pixels (the
  * model's own H, W when 0). Shapes are propagated through the graph (the model's
@@ -34,6 +58,17 @@ typedef struct tt_engine tt_engine;
  * no op mixes images) so activations stay cache-sized. */
 tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
                            int32_t output_tensor, tt_engine **out);
+
+/* tt_engine_create in precision `precision` (tt_engine_create is TT_PRECISION_F32). */
+tt_status tt_engine_create_precision(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
+                                     int32_t output_tensor, tt_precision precision, tt_engine **out);
+
+/* Threads (core/tt_threads.h): an engine is built and run with the process-wide
+ * thread count current at its creation, whichever thread runs it. */
+/* The OpenMP thread count the engine was built for and runs with. */
+int32_t tt_engine_num_threads(const tt_engine *engine);
+/* The OpenMP thread count in effect during the engine's last run (0: never run). */
+int32_t tt_engine_last_run_threads(const tt_engine *engine);
 
 /* Like tt_engine_create, with ops [train_from, n_ops) trainable: below the
  * boundary the inference plan (frees activations, fuses the residual ADD);

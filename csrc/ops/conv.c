@@ -130,19 +130,151 @@ static tt_status conv_geometry(tt_engine *e, int32_t i, conv_geo *g) {
         int64_t wd[5] = {cin, 1, 1, kh, kw};            /* {G, O/G, I/G, KH, KW} */
         int64_t ws[5] = {1, 1, 1, kw * cin, cin};       /* [1, KH, KW, C] */
         g->w_user = tt_md_strides(e, 5, wd, ws);
-        g->w_any = tt_md_tag(e, 5, wd, dnnl_format_tag_any);
+        g->w_any = tt_md_tag_dt(e, 5, wd, e->conv_dt, dnnl_format_tag_any);
     } else {
         int64_t wd[4] = {cout, cin, kh, kw};             /* {O, I, KH, KW} */
         int64_t ws[4] = {kh * kw * cin, 1, kw * cin, cin}; /* [O, KH, KW, I] */
         g->w_user = tt_md_strides(e, 4, wd, ws);
-        g->w_any = tt_md_tag(e, 4, wd, dnnl_format_tag_any);
+        g->w_any = tt_md_tag_dt(e, 4, wd, e->conv_dt, dnnl_format_tag_any);
     }
     int64_t bd[1] = {cout};
     g->b_md = g->b ? tt_md_tag(e, 1, bd, dnnl_a) : NULL;
-    g->src_any = tt_md_tag(e, 4, src_dims, dnnl_format_tag_any);
-    g->dst_any = tt_md_tag(e, 4, dst_dims, dnnl_format_tag_any);
+    /* e->conv_dt: f32, or bf16 for a bfloat16 engine (weights reordered to bf16 at create,
+     * activations stored as bf16, float32 bias and accumulation) */
+    g->src_any = tt_md_tag_dt(e, 4, src_dims, e->conv_dt, dnnl_format_tag_any);
+    g->dst_any = tt_md_tag_dt(e, 4, dst_dims, e->conv_dt, dnnl_format_tag_any);
     if (!g->w_user || !g->w_any || (g->b && !g->b_md) || !g->src_any || !g->dst_any) return TT_RUNTIME_ERROR;
     return TT_OK;
+}
+
+/* int8 attributes: per-tensor src/dst scales and zero points, per-channel weight
+ * scales (mask over {O, I, KH, KW} or grouped {G, O/G, ...}), the fused activation
+ * on real values, and (fuse) the residual as a sum post-op that dequantizes it. */
+static tt_status conv_attr_int8(tt_engine *e, int32_t i, bool dw, int32_t n_wscales, tt_activation act, bool fuse,
+                                float r_scale, int32_t r_zp, dnnl_primitive_attr_t *attr) {
+    dnnl_post_ops_t po = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_create(attr);
+    int wmask = n_wscales > 1 ? (dw ? 3 : 1) : 0;
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(*attr, DNNL_ARG_SRC, 0);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(*attr, DNNL_ARG_WEIGHTS, wmask);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(*attr, DNNL_ARG_DST, 0);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(*attr, DNNL_ARG_SRC, 0);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(*attr, DNNL_ARG_DST, 0);
+    if (st == dnnl_success && (fuse || act != TT_ACT_NONE)) {
+        st = dnnl_post_ops_create(&po);
+        if (st == dnnl_success && fuse) st = dnnl_post_ops_append_sum(po, r_scale, r_zp, dnnl_data_type_undef);
+        if (st == dnnl_success && act == TT_ACT_RELU) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_relu, 0.f, 0.f);
+        if (st == dnnl_success && act == TT_ACT_RELU6) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_clip, 0.f, 6.f);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(*attr, po);
+        dnnl_post_ops_destroy(po);
+    }
+    if (st != dnnl_success) {
+        dnnl_primitive_attr_destroy(*attr);
+        *attr = NULL;
+        return tt_dnnl_fail(e, i, "int8 attributes", st);
+    }
+    return TT_OK;
+}
+
+/* Builds op i in an int8 engine: x s8 [N, H, W, Cin] (its tensor's scale and zero
+ * point), filter s8 requantized exactly from the file with its per-channel scales,
+ * float bias (dequantized int32), y s8 with the output tensor's quantization. A
+ * planned residual ADD is fused as a sum post-op (the residual dequantized with its
+ * own scale and zero point) and y takes the ADD output's quantization: the conv's own
+ * output is not rounded to int8 first (TFLite rounds it), which only removes one
+ * rounding. */
+static tt_status conv_forward_int8(tt_engine *e, int32_t i, const conv_geo *g) {
+    const tt_model *m = e->model;
+    const tt_op *op = &m->ops[i];
+    bool dw = op->type == TT_OP_DEPTHWISE_CONV_2D;
+    int32_t xv = g->xv;
+    tt_value *x = &e->values[xv];
+    const float *wscales = NULL;
+    int32_t n_ws = 0;
+    const int8_t *wq = tt_weights_s8(e, i, op->inputs[1], &wscales, &n_ws);
+    if (!wq) return TT_UNSUPPORTED;
+    if (tt_md_dt(x->md) != dnnl_s8 || !(x->qscale > 0.f))
+        return tt_error(TT_UNSUPPORTED, "operator %d (%s): int8 needs an int8 input from a QUANTIZE or an int8 op", i,
+                        OPNAME(op));
+    int32_t add = e->fuse_add[i], rv = -1, out_t = op->output;
+    if (add >= 0) {
+        const tt_op *a = &m->ops[add];
+        int32_t r = a->inputs[0] == op->output ? a->inputs[1] : a->inputs[0];
+        rv = e->tensor_value[r];
+        if (rv < 0 || e->values[rv].slot < 0 || e->slots[e->values[rv].slot].busy_until != add ||
+            e->values[rv].slot == e->values[xv].slot || tt_md_ndims(e->values[rv].md) != 4 ||
+            tt_md_dt(e->values[rv].md) != dnnl_s8)
+            return tt_error(TT_UNSUPPORTED, "operator %d (ADD): int8 runs the residual ADD only fused into the conv "
+                            "before it", add);
+        out_t = a->output;
+    }
+    float y_scale, r_scale = 0.f;
+    int32_t y_zp, r_zp = 0;
+    tt_status s = tt_tensor_qparams(e, i, out_t, &y_scale, &y_zp);
+    if (s) return s;
+    if (rv >= 0) {
+        r_scale = e->values[rv].qscale;
+        r_zp = e->values[rv].qzp;
+    }
+    tt_activation act = rv >= 0 ? m->ops[add].activation : op->activation;
+    /* weights: the TFLite layout as s8 */
+    int64_t wdims[DNNL_MAX_NDIMS], wstr[DNNL_MAX_NDIMS];
+    int wnd = tt_md_ndims(g->w_user);
+    tt_md_dims(g->w_user, wdims);
+    const dnnl_dims_t *ws = NULL;
+    dnnl_memory_desc_query(g->w_user, dnnl_query_strides, &ws);
+    memcpy(wstr, *ws, sizeof(int64_t) * (size_t)wnd);
+    dnnl_memory_desc_t w_user8 = NULL;
+    if (dnnl_memory_desc_create_with_strides(&w_user8, wnd, wdims, dnnl_s8, wstr) != dnnl_success)
+        return tt_error(TT_RUNTIME_ERROR, "operator %d: int8 weights descriptor", i);
+    dnnl_memory_desc_t w_user = tt_md_clone(e, w_user8);
+    dnnl_memory_desc_destroy(w_user8);
+    if (!w_user) return TT_RUNTIME_ERROR;
+
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_unimplemented;
+    for (int attempt = 0; attempt < 2 && st != dnnl_success; attempt++) {
+        dnnl_primitive_attr_t attr = NULL;
+        if ((s = conv_attr_int8(e, i, dw, n_ws, act, rv >= 0, r_scale, r_zp, &attr))) return s;
+        st = dnnl_convolution_forward_primitive_desc_create(
+            &pd, e->eng, dnnl_forward_inference, dnnl_convolution_direct, attempt == 0 ? x->md : g->src_any, g->w_any,
+            g->b_md, rv >= 0 ? e->values[rv].md : g->dst_any, g->strides, g->dilates, g->pad_l, g->pad_r, attr);
+        dnnl_primitive_attr_destroy(attr);
+    }
+    if (st != dnnl_success) return tt_dnnl_fail(e, i, "int8 convolution descriptor", st);
+    const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const_dnnl_memory_desc_t w_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const_dnnl_memory_desc_t dst_md = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    dnnl_memory_t src = tt_value_as(e, i, xv, src_md);
+    dnnl_memory_t wmem = src ? tt_const_memory(e, i, (const float *)(const void *)wq, w_user, w_md) : NULL;
+    dnnl_memory_t bmem = (wmem && g->b) ? tt_const_memory(e, i, g->b->data, g->b_md, g->b_md) : NULL;
+    float xs = x->qscale;
+    dnnl_memory_t m_xs = tt_scales_memory(e, &xs, 1), m_ws = tt_scales_memory(e, wscales, n_ws);
+    dnnl_memory_t m_ys = tt_scales_memory(e, &y_scale, 1);
+    dnnl_memory_t m_xz = tt_zero_point_memory(e, x->qzp), m_yz = tt_zero_point_memory(e, y_zp);
+    int32_t yv = -1;
+    if (wmem && (!g->b || bmem) && m_xs && m_ws && m_ys && m_xz && m_yz) {
+        if (rv >= 0) {
+            yv = tt_view_value(e, out_t, rv, e->values[rv].md);
+            e->add_done[add] = true;
+        } else {
+            yv = tt_new_value(e, out_t, dst_md, e->last_use[out_t]);
+        }
+    }
+    if (yv < 0) {
+        dnnl_primitive_desc_destroy(pd);
+        return TT_RUNTIME_ERROR;
+    }
+    e->values[yv].qscale = y_scale;
+    e->values[yv].qzp = y_zp;
+    dnnl_exec_arg_t args[10] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wmem}, {DNNL_ARG_DST, e->values[yv].mem},
+                                {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, m_xs},
+                                {DNNL_ARG_ATTR_SCALES | DNNL_ARG_WEIGHTS, m_ws},
+                                {DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST, m_ys},
+                                {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, m_xz},
+                                {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, m_yz}, {DNNL_ARG_BIAS, bmem}};
+    return tt_add_primitive(e, i, pd, g->b ? 9 : 8, args);
 }
 
 /* Builds op i. x: [N, H, W, Cin] NHWC; filter: CONV [O, KH, KW, Cin], DW [1, KH, KW, C];
@@ -153,6 +285,7 @@ static tt_status conv_forward(tt_engine *e, int32_t i) {
     conv_geo g;
     tt_status s = conv_geometry(e, i, &g);
     if (s) return s;
+    if (e->precision == TT_PRECISION_INT8) return conv_forward_int8(e, i, &g);
     int32_t xv = g.xv;
     const tt_tensor *b = g.b;
     dnnl_memory_desc_t w_user = g.w_user, w_any = g.w_any, b_md = g.b_md, src_any = g.src_any, dst_any = g.dst_any;
@@ -178,6 +311,8 @@ static tt_status conv_forward(tt_engine *e, int32_t i) {
     for (int attempt = 0; attempt < 4 && st != dnnl_success; attempt++) {
         bool fuse = attempt < 2, own_src = (attempt % 2) == 0;
         if (fuse && rv < 0) continue;
+        /* the input's own layout only in the engine's data type (a bf16 engine's f32 input is reordered) */
+        if (own_src && tt_md_dt(e->values[xv].md) != e->conv_dt) continue;
         dnnl_primitive_attr_t attr = NULL;
         tt_activation act = fuse ? m->ops[add].activation : op->activation;
         if ((s = tt_attr(e, i, act, fuse, &attr))) return s;

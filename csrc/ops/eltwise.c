@@ -114,7 +114,8 @@ static tt_status add_forward(tt_engine *e, int32_t i) {
         if (!b) return TT_RUNTIME_ERROR;
         b_md = a_md;
     }
-    dnnl_memory_desc_t dst_any = tt_md_tag(e, tt_md_ndims(a_md), ad, dnnl_format_tag_any);
+    /* the output keeps the operands' data type (bf16 in a bfloat16 engine) */
+    dnnl_memory_desc_t dst_any = tt_md_tag_dt(e, tt_md_ndims(a_md), ad, tt_md_dt(a_md), dnnl_format_tag_any);
     dnnl_primitive_attr_t attr = NULL;
     tt_status s = dst_any ? tt_attr(e, i, op->activation, false, &attr) : TT_RUNTIME_ERROR;
     if (s) return s;

@@ -9,6 +9,8 @@
 #include "engine/tt_build.h"
 #include "ops/tt_ops.h"
 
+#include <string.h>
+
 #define OPNAME(op) tt_builtin_name((op)->builtin_code)
 
 /* ---- reader ------------------------------------------------------------------------ */
@@ -92,6 +94,51 @@ static void pool_geometry(const tt_op *op, const tt_shape *x, dnnl_dims_t kernel
     tt_tf_padding(op->padding, x->d[2], kernel[1], strides[1], 1, ow, &pad_l[1], &pad_r[1]);
 }
 
+/* A float temporary (live until now) holding int8 value xv dequantized, in xv's layout. -1 on failure. */
+static int32_t dequantize_value(tt_engine *e, int32_t i, int32_t xv) {
+    const tt_value *x = &e->values[xv];
+    int64_t dims[DNNL_MAX_NDIMS], strides[DNNL_MAX_NDIMS];
+    int nd = tt_md_ndims(x->md);
+    tt_md_dims(x->md, dims);
+    dnnl_format_kind_t kind = dnnl_format_kind_undef;
+    dnnl_memory_desc_query(x->md, dnnl_query_format_kind, &kind);
+    dnnl_memory_desc_t f = NULL;
+    if (kind == dnnl_blocked) { /* same strides (plain or blocked-as-strides is fine for an NHWC/nchw value) */
+        const dnnl_dims_t *st_ = NULL;
+        dnnl_memory_desc_query(x->md, dnnl_query_strides, &st_);
+        memcpy(strides, *st_, sizeof(int64_t) * (size_t)nd);
+    }
+    int32_t inner = 0;
+    dnnl_memory_desc_query(x->md, dnnl_query_inner_nblks_s32, &inner);
+    dnnl_memory_desc_t md = NULL;
+    if (inner == 0 && kind == dnnl_blocked) {
+        if (dnnl_memory_desc_create_with_strides(&f, nd, dims, dnnl_f32, strides) != dnnl_success) f = NULL;
+        md = f ? tt_md_clone(e, f) : NULL;
+        dnnl_memory_desc_destroy(f);
+    } else {
+        md = tt_md_plain_like(e, x->md);
+    }
+    float qs = x->qscale;
+    int32_t qz = x->qzp;
+    int32_t v = md ? tt_new_value(e, -1, md, e->now) : -1;
+    dnnl_memory_t m_s = tt_scales_memory(e, &qs, 1), m_z = tt_zero_point_memory(e, qz);
+    if (v < 0 || !m_s || !m_z) return -1;
+    e->values[v].shape = e->values[xv].shape;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t st = dnnl_primitive_attr_create(&attr);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(attr, DNNL_ARG_SRC, 0);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(attr, DNNL_ARG_SRC, 0);
+    dnnl_primitive_desc_t pd = NULL;
+    if (st == dnnl_success)
+        st = dnnl_reorder_primitive_desc_create(&pd, e->values[xv].md, e->eng, e->values[v].md, e->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) return tt_dnnl_fail(e, i, "dequantizing reorder", st), -1;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_FROM, e->values[xv].mem}, {DNNL_ARG_TO, e->values[v].mem},
+                               {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, m_s},
+                               {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, m_z}};
+    return tt_add_primitive(e, i, pd, 4, args) ? -1 : v;
+}
+
 /* Builds op i. x: [N, H, W, C]; y: [N, OH, OW, C] (MEAN: [N, 1, 1, C] or [N, C]). */
 static tt_status pool_forward(tt_engine *e, int32_t i) {
     const tt_op *op = &e->model->ops[i];
@@ -103,11 +150,19 @@ static tt_status pool_forward(tt_engine *e, int32_t i) {
     dnnl_alg_kind_t alg = op->type == TT_OP_MAX_POOL_2D ? dnnl_pooling_max : dnnl_pooling_avg_exclude_padding;
     pool_geometry(op, x, kernel, strides, pad_l, pad_r, &oh, &ow);
     int64_t dst_dims[4] = {x->d[0], x->d[3], oh, ow};
-    dnnl_memory_desc_t dst_any = tt_md_tag(e, 4, dst_dims, dnnl_format_tag_any);
-    if (!dst_any) return TT_RUNTIME_ERROR;
     /* Pooling takes its source layout as given (no format_tag_any); blocked layouts
-     * from a conv are what it is fastest on. */
+     * from a conv are what it is fastest on. Its output keeps the source's data type
+     * (bf16 in a bfloat16 engine; the output reorder converts to f32). */
+    /* An int8 input (average pooling / MEAN in an int8 engine) is dequantized first,
+     * real = scale * (q - zp), by a reorder into float (oneDNN 3.2 has no s8 -> f32
+     * pooling with a linear post-op); the pooling then averages real values, so the
+     * pooled features are not rounded to int8. */
+    if (e->values[xv].qscale > 0.f && alg != dnnl_pooling_max) {
+        if ((xv = dequantize_value(e, i, xv)) < 0) return TT_RUNTIME_ERROR;
+    }
     const_dnnl_memory_desc_t src_md = e->values[xv].md;
+    dnnl_memory_desc_t dst_any = tt_md_tag_dt(e, 4, dst_dims, tt_md_dt(src_md), dnnl_format_tag_any);
+    if (!dst_any) return TT_RUNTIME_ERROR;
     dnnl_primitive_attr_t attr = NULL;
     tt_status s = tt_attr(e, i, op->type == TT_OP_MEAN ? TT_ACT_NONE : op->activation, false, &attr);
     if (s) return s;

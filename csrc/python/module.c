@@ -6,6 +6,9 @@
 
 #include <dnnl.h>
 
+#include "core/tt_threads.h"
+#include "engine/tt_engine.h"
+
 tt_module_state *tt_get_state(PyObject *module) { return (tt_module_state *)PyModule_GetState(module); }
 
 tt_module_state *tt_get_state_from_type(PyTypeObject *type) {
@@ -46,19 +49,33 @@ static PyObject *py_set_num_threads(PyObject *module, PyObject *arg) {
         PyErr_Format(PyExc_ValueError, "num_threads must be in [1, 4096]. Received: num_threads=%ld", n);
         return NULL;
     }
-    /* oneDNN (GNU OpenMP build) takes its thread count from OpenMP. */
-    extern void omp_set_num_threads(int);
-    omp_set_num_threads((int)n);
+    /* oneDNN (GNU OpenMP build) takes its thread count from OpenMP; the process-wide
+     * setting reaches every thread that runs an engine (core/tt_threads.h). */
+    tt_set_num_threads((int)n);
     Py_RETURN_NONE;
 }
 
 static PyObject *py_get_num_threads(PyObject *module, PyObject *Py_UNUSED(args)) {
     (void)module;
-    extern int omp_get_max_threads(void);
-    return PyLong_FromLong(omp_get_max_threads());
+    return PyLong_FromLong(tt_get_num_threads());
+}
+
+static PyObject *py_has_bf16(PyObject *module, PyObject *Py_UNUSED(args)) {
+    (void)module;
+    return PyBool_FromLong(tt_cpu_has_bf16());
+}
+
+static PyObject *py_cpu_isa(PyObject *module, PyObject *Py_UNUSED(args)) {
+    (void)module;
+    return PyUnicode_FromString(tt_cpu_isa_name());
 }
 
 static PyMethodDef core_methods[] = {
+    {"has_bf16", py_has_bf16, METH_NOARGS,
+     "has_bf16() -> bool. True when oneDNN runs bfloat16 convolutions on native instructions here "
+     "(AVX512_BF16 or AMX)."},
+    {"cpu_isa", py_cpu_isa, METH_NOARGS,
+     "cpu_isa() -> str. oneDNN's instruction set in use ('avx512_core_bf16', 'avx2', ...)."},
     {"onednn_version", py_onednn_version, METH_NOARGS,
      "onednn_version() -> (major, minor, patch, git_hash) of the oneDNN library in use."},
     {"set_num_threads", py_set_num_threads, METH_O,

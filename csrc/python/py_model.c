@@ -11,6 +11,7 @@
 #include <pythread.h>
 #include <string.h>
 
+#include "core/tt_threads.h"
 #include "engine/tt_engine.h"
 #include "ops/tt_ops.h"
 
@@ -19,6 +20,8 @@
 typedef struct engine_entry {
     tt_engine *engine;  /* owned; NULL = empty slot */
     int32_t batch, height, width, output;
+    tt_precision precision;
+    int32_t num_threads; /* the thread setting it was built with (rebuilt when the setting changes) */
     uint64_t last_used; /* LRU tick */
 } engine_entry;
 
@@ -29,6 +32,7 @@ typedef struct ModelObject {
     PyThread_type_lock lock;    /* serializes engine cache access and runs */
     engine_entry cache[MODEL_CACHE];
     uint64_t tick;
+    int32_t last_run_threads;   /* OpenMP threads of the last run (0: none yet) */
 } ModelObject;
 
 static const char *dtype_name(tt_tflite_type t) {
@@ -339,12 +343,15 @@ static int parse_output_tensor(ModelObject *self, PyObject *obj, int32_t *out) {
 
 /* Returns the cached engine for the key, building it (GIL released) if needed.
  * Call with the model lock held. */
-static tt_engine *get_engine(ModelObject *self, int32_t n, int32_t h, int32_t w, int32_t out) {
+static tt_engine *get_engine(ModelObject *self, int32_t n, int32_t h, int32_t w, int32_t out,
+                             tt_precision precision) {
     engine_entry *victim = &self->cache[0];
+    int32_t threads = tt_get_num_threads();
     self->tick++;
     for (int i = 0; i < MODEL_CACHE; i++) {
         engine_entry *e = &self->cache[i];
-        if (e->engine && e->batch == n && e->height == h && e->width == w && e->output == out) {
+        if (e->engine && e->batch == n && e->height == h && e->width == w && e->output == out &&
+            e->precision == precision && e->num_threads == threads) {
             e->last_used = self->tick;
             return e->engine;
         }
@@ -353,7 +360,7 @@ static tt_engine *get_engine(ModelObject *self, int32_t n, int32_t h, int32_t w,
     tt_engine *engine = NULL;
     tt_status s;
     Py_BEGIN_ALLOW_THREADS
-    s = tt_engine_create(self->model, n, h, w, out, &engine);
+    s = tt_engine_create_precision(self->model, n, h, w, out, precision, &engine);
     Py_END_ALLOW_THREADS
     if (s != TT_OK) {
         PyObject *module = module_of((PyObject *)self);
@@ -366,14 +373,26 @@ static tt_engine *get_engine(ModelObject *self, int32_t n, int32_t h, int32_t w,
     victim->height = h;
     victim->width = w;
     victim->output = out;
+    victim->precision = precision;
+    victim->num_threads = tt_engine_num_threads(engine);
     victim->last_used = self->tick;
     return engine;
 }
 
 static PyObject *Model_run(ModelObject *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"x", "output_tensor", NULL};
+    static char *kwlist[] = {"x", "output_tensor", "precision", NULL};
     PyObject *x, *out_obj = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:run", kwlist, &x, &out_obj)) return NULL;
+    const char *prec = "float32";
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|Os:run", kwlist, &x, &out_obj, &prec)) return NULL;
+    tt_precision precision;
+    if (strcmp(prec, "float32") == 0) precision = TT_PRECISION_F32;
+    else if (strcmp(prec, "bfloat16") == 0) precision = TT_PRECISION_BF16;
+    else if (strcmp(prec, "int8") == 0) precision = TT_PRECISION_INT8;
+    else {
+        PyErr_Format(PyExc_ValueError, "`precision` must be 'float32', 'bfloat16' or 'int8'. Received: precision='%s'",
+                     prec);
+        return NULL;
+    }
     const tt_model *m = self->model;
     if (m->n_inputs < 1) {
         PyErr_SetString(PyExc_ValueError, "the model declares no input tensor");
@@ -436,7 +455,7 @@ static PyObject *Model_run(ModelObject *self, PyObject *args, PyObject *kwds) {
 
     lock_model(self);
     PyObject *result = NULL;
-    tt_engine *engine = get_engine(self, (int32_t)xd[0], (int32_t)xd[1], (int32_t)xd[2], out_t);
+    tt_engine *engine = get_engine(self, (int32_t)xd[0], (int32_t)xd[1], (int32_t)xd[2], out_t, precision);
     if (engine) {
         int32_t rank;
         int64_t shape[TT_MAX_RANK];
@@ -451,6 +470,7 @@ static PyObject *Model_run(ModelObject *self, PyObject *args, PyObject *kwds) {
             Py_BEGIN_ALLOW_THREADS
             s = tt_engine_run(engine, src, dst);
             Py_END_ALLOW_THREADS
+            self->last_run_threads = tt_engine_last_run_threads(engine);
             if (s != TT_OK) {
                 Py_CLEAR(result);
                 PyObject *module = module_of((PyObject *)self);
@@ -513,16 +533,27 @@ static PyMethodDef Model_methods[] = {
      "(dequantized: scale * (q - zero_point), per channel where the file says so; float16 converted) or int32 "
      "(integer constants without quantization). Raises ValueError for an activation or an index out of range."},
     {"run", (PyCFunction)(void (*)(void))Model_run, METH_VARARGS | METH_KEYWORDS,
-     "run(x, output_tensor=None) -> float32 ndarray.\n\n"
+     "run(x, output_tensor=None, precision='float32') -> float32 ndarray.\n\n"
      "Forward pass on oneDNN. x: float32, C-contiguous, shape (N, H, W, C) with C the model input's channels and "
      "N, H, W >= 1, already preprocessed (MobileNetV2: x / 127.5 - 1). output_tensor: index of the tensor to "
      "compute (default: the model's first output); any tensor computed from the first input, e.g. the pooled "
      "features. Returns that tensor for the batch: its shape with batch N and the spatial sizes propagated from "
-     "H, W. Engines are cached per (N, H, W, output_tensor). Raises ValueError for bad arguments."},
+     "H, W. precision: 'float32' or 'bfloat16' (convolutions on bf16 activations and weights with float32 "
+     "accumulation; input and output stay float32; needs a CPU with bf16 instructions, else ValueError) or "
+     "'int8' (the file's own quantization on oneDNN int8 primitives, up to the pooled features; int8 outputs "
+     "are dequantized; ValueError for models or ops outside that scheme). "
+     "Engines are cached per (N, H, W, output_tensor, precision, thread setting): a new "
+     "tflite_transfer.set_num_threads value rebuilds them, whichever thread runs. Raises ValueError for bad "
+     "arguments."},
     {"output_shape", (PyCFunction)(void (*)(void))Model_output_shape, METH_VARARGS | METH_KEYWORDS,
      "output_shape(output_tensor=None, batch=1, height=None, width=None) -> tuple. Shape that run() returns for "
      "that tensor and input size (height/width None: the model's own)."},
     {NULL, NULL, 0, NULL}};
+
+static PyObject *Model_get_last_run_threads(ModelObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromLong(self->last_run_threads);
+}
 
 static PyGetSetDef Model_getset[] = {
     {"tensors", (getter)Model_get_tensors, NULL,
@@ -537,6 +568,9 @@ static PyGetSetDef Model_getset[] = {
     {"inputs", (getter)Model_get_inputs, NULL, "tuple of the subgraph's input tensor indices.", NULL},
     {"outputs", (getter)Model_get_outputs, NULL, "tuple of the subgraph's output tensor indices.", NULL},
     {"name", (getter)Model_get_name, NULL, "name used in error messages (the file name).", NULL},
+    {"last_run_num_threads", (getter)Model_get_last_run_threads, NULL,
+     "int: the OpenMP thread count in effect while the last run() executed (what oneDNN's parallel regions "
+     "use); 0 before any run.", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyType_Slot Model_slots[] = {

@@ -2,6 +2,7 @@
  * (forward_training, backward_data, backward_weights), ReLU / softmax /
  * sigmoid, softmax and sigmoid cross-entropy, inverted dropout, L2.
  * Each op's forward and backward sit side by side. See tt_train.h. */
+#include "core/tt_threads.h"
 #include "train/tt_train.h"
 
 #include <math.h>
@@ -26,6 +27,7 @@ struct tt_dense {
     dnnl_memory_t m_w;  /* (out, in) logical, Keras (in, out) physical: io */
     dnnl_memory_t m_b;  /* (out) a */
     dnnl_memory_t m_y;  /* (batch, out) nc */
+    int num_threads;    /* OpenMP threads the primitives were created for and run with (core/tt_threads.h) */
     /* User scratchpad (as the engine): oneDNN's library scratchpad would tie each primitive to
      * the thread that created it in the default build, while plans run on any thread. One
      * buffer for the three primitives (the plan runs one at a time); a memory object per
@@ -70,6 +72,7 @@ tt_status tt_dense_create(tt_dense **out, int64_t batch, int64_t in, int64_t out
     d->batch = batch;
     d->in = in;
     d->out = out_features;
+    d->num_threads = tt_use_num_threads(0);
     DNNL_TRY(dnnl_engine_create(&d->engine, dnnl_cpu, 0), "engine_create");
     DNNL_TRY(dnnl_stream_create(&d->stream, d->engine, dnnl_stream_default_flags), "stream_create");
     dnnl_dims_t dx = {batch, in}, dw = {out_features, in}, db = {out_features}, dy = {batch, out_features};
@@ -173,6 +176,7 @@ tt_status tt_dense_forward(tt_dense *d, const float *x, const float *kernel, con
     tt_status st;
     if (!d || !x || !kernel || !bias || !y) return tt_error(TT_INVALID_ARGUMENT, "dense_forward: NULL argument");
     if ((st = dense_bind(d, x, kernel, bias, y)) != TT_OK) return st;
+    tt_use_num_threads(d->num_threads);
     dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, d->m_x}, {DNNL_ARG_WEIGHTS, d->m_w},
                                {DNNL_ARG_BIAS, d->m_b}, {DNNL_ARG_DST, d->m_y}};
     DNNL_TRY(dnnl_primitive_execute(d->fwd, d->stream, with_scratch(d, 0, args, 4), args), "execute(forward)");
@@ -189,6 +193,7 @@ tt_status tt_dense_backward(tt_dense *d, const float *dy, const float *x, const 
         return tt_error(TT_INVALID_ARGUMENT, "dense_backward: NULL argument");
     /* Weights gradient: m_x = x, m_w = dkernel, m_b = dbias, m_y = dy. */
     if ((st = dense_bind(d, x, dkernel, dbias, dy)) != TT_OK) return st;
+    tt_use_num_threads(d->num_threads);
     dnnl_exec_arg_t aw[5] = {{DNNL_ARG_SRC, d->m_x}, {DNNL_ARG_DIFF_WEIGHTS, d->m_w},
                              {DNNL_ARG_DIFF_BIAS, d->m_b}, {DNNL_ARG_DIFF_DST, d->m_y}};
     DNNL_TRY(dnnl_primitive_execute(d->bwd_weights, d->stream, with_scratch(d, 2, aw, 4), aw),

@@ -328,6 +328,28 @@ def _find_features(core):
 
 _UNSET = object()
 
+#: ``dtype`` values (Keras' dtype-policy names, plus "int8") -> the engine's precision.
+#: "float32": float32 everywhere. "mixed_bfloat16": convolutions compute in bfloat16 with
+#: float32 accumulation (weights and activations stored as bfloat16, outputs returned as
+#: float32); needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX). "int8": the
+#: file's own quantization on oneDNN int8 primitives (features only: include_top=False;
+#: uint8 images are dequantized with the file's own input quantization).
+DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8"}
+
+
+def _engine_precision(dtype):
+    """Validates `dtype` (see DTYPES); returns (policy name, engine precision)."""
+    name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy has .name
+    if not isinstance(name, (str, type(None))) or name not in DTYPES:
+        raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16' or 'int8'. "
+                         f"Received: dtype={dtype!r}")
+    precision = DTYPES[name]
+    if precision == "bfloat16" and not _native._core.has_bf16():
+        raise ValueError("dtype='mixed_bfloat16' needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
+                         f"oneDNN reports this CPU's instruction set as {_native._core.cpu_isa()!r}. "
+                         "Use dtype='float32'.")
+    return (name or "float32"), precision
+
 
 class MobileNetV2Model(Layer):
     """A pretrained MobileNetV2 as a Keras-like model/layer; build it with `MobileNetV2`.
@@ -356,9 +378,15 @@ class MobileNetV2Model(Layer):
     expects_images = True
 
     def __init__(self, model_path, input_shape=(224, 224, 3), include_top=True, pooling=None,
-                 classes=1001, name=None, weights=None, trainable=True, classifier_activation="softmax"):
+                 classes=1001, name=None, weights=None, trainable=True, classifier_activation="softmax",
+                 dtype=None):
         self._layers = None
         super().__init__(name=name, trainable=trainable)
+        self.dtype_policy, self._precision = _engine_precision(dtype)
+        if self._precision == "int8" and include_top:
+            raise ValueError("dtype='int8' computes features only (the classifier and softmax run in float "
+                             "elsewhere): use include_top=False with pooling='avg', 'max' or None. "
+                             f"Received: include_top={include_top!r}")
         self.weights_path = os.fspath(model_path)
         self._weights_arg = weights if weights is not None else self.weights_path
         with open(self.weights_path, "rb") as f:
@@ -388,6 +416,17 @@ class MobileNetV2Model(Layer):
         self.input_shape = (None, int(h), int(w), int(c))
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
+        self._input_quant = None
+        if self._precision == "int8":
+            q = self.model.tensors[self.model.inputs[0]]["quantization"]
+            if q and len(q["scale"]) == 1:
+                self._input_quant = (float(q["scale"][0]), int(q["zero_point"][0]))
+            try:  # fails now, not at the first predict, for a file outside the int8 scheme
+                self.model.run(np.zeros((1,) + self.input_shape[1:], np.float32), self.feature_map_tensor,
+                               precision="int8")
+            except ValueError as e:
+                raise ValueError(f"dtype='int8' cannot run {os.path.basename(self.weights_path)} on its own "
+                                 f"quantization: {e}") from e
 
     # -- Keras' layers, trainable, fine-tuning masks -----------------------------
     @property
@@ -557,6 +596,10 @@ class MobileNetV2Model(Layer):
         if x.shape[0] == 0:
             raise ValueError(f"`x` is an empty batch. Received: x.shape={x.shape}, x.dtype={x.dtype}")
         if x.dtype == np.uint8:
+            if self._input_quant is not None:
+                # int8: the file's own input dequantization, scale * (q - zero_point), as TFLite does
+                s, z = self._input_quant
+                return np.ascontiguousarray((x.astype(np.float32) - np.float32(z)) * np.float32(s))
             return np.ascontiguousarray(preprocess_input(x), dtype=np.float32)
         x = np.ascontiguousarray(x, dtype=np.float32)
         if not np.isfinite(x).all():
@@ -592,16 +635,18 @@ class MobileNetV2Model(Layer):
     # -- compute ----------------------------------------------------------------
     def _forward(self, xb, pooling):
         """One engine run on a prepared batch (N, H, W, 3) float32."""
+        run = self.model.run if self._precision == "float32" else \
+            (lambda x, t: self.model.run(x, t, precision=self._precision))
         if self.include_top:
-            y = self.model.run(xb, self._top_tensor)
+            y = run(xb, self._top_tensor)
             return y.reshape(y.shape[0], -1)  # logits come as (N, 1, 1, 1001) from a 1x1 conv
         if pooling is None:
-            return self.model.run(xb, self.feature_map_tensor)
+            return run(xb, self.feature_map_tensor)
         if pooling == "avg" and self._hw == self._native_hw():
             # The model's own pooling op (MEAN / AVERAGE_POOL_2D) in the engine.
-            y = self.model.run(xb, self.feature_tensor)
+            y = run(xb, self.feature_tensor)
             return y.reshape(y.shape[0], -1)
-        fmap = self.model.run(xb, self.feature_map_tensor)
+        fmap = run(xb, self.feature_map_tensor)
         if pooling == "avg":
             # Other input sizes: a fixed-size AVERAGE_POOL_2D would not cover the map.
             return fmap.mean(axis=(1, 2), dtype=np.float64).astype(np.float32)
@@ -713,7 +758,8 @@ class MobileNetV2Model(Layer):
         """Constructor arguments (JSON-serializable dict), Keras-style."""
         return {"name": self.name, "trainable": self.trainable, "input_shape": self.input_shape[1:],
                 "include_top": self.include_top, "weights": self._weights_arg, "pooling": self.pooling,
-                "classes": self.classes, "classifier_activation": self.classifier_activation}
+                "classes": self.classes, "classifier_activation": self.classifier_activation,
+                "dtype": self.dtype_policy}
 
     def inspect(self):
         """Summary of the graph: dict(model=the _core.Model, ops, tensors, inputs, outputs,
@@ -781,7 +827,13 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
       input_tensor: None only (there are no symbolic tensors here; pass `input_shape`).
       classifier_activation ("softmax" | None): with include_top=True, probabilities (default) or,
         with None, the classifier's logits (N, 1001), as Keras. Ignored when include_top=False.
-      **kwargs: `trainable` (bool, default True).
+      **kwargs: `trainable` (bool, default True); `dtype` (Keras' dtype-policy
+        name): None or "float32" (default), "mixed_bfloat16" (convolutions in
+        bfloat16 with float32 accumulation, outputs float32; needs AVX512_BF16 or
+        AMX, else ValueError), "int8" (the file's own quantization on oneDNN
+        int8 primitives; needs include_top=False and a file with int8
+        per-channel weights, e.g. "imagenet_ptq", else ValueError; uint8 images
+        are dequantized with the file's input scale and zero point).
 
     Returns:
       MobileNetV2Model.
@@ -794,6 +846,8 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         URL and the folder to place the file in).
     """
     trainable = kwargs.pop("trainable", True)
+    dtype = kwargs.pop("dtype", None)
+    _engine_precision(dtype)  # validate before loading anything
     if kwargs:
         raise TypeError(f"Unknown arguments: {sorted(kwargs)}")
     if input_tensor is not None:
@@ -853,5 +907,5 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         name = f"mobilenetv2_{alpha:0.2f}_{shape[0]}"
     m = MobileNetV2Model(path, input_shape=shape, include_top=include_top, pooling=pooling, classes=classes,
                          name=name, weights=weights if isinstance(weights, str) else path, trainable=trainable,
-                         classifier_activation=classifier_activation)
+                         classifier_activation=classifier_activation, dtype=dtype)
     return m

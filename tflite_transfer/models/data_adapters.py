@@ -18,6 +18,30 @@ def _is_dataset(obj):
     return (not isinstance(obj, (np.ndarray, list, tuple))) and hasattr(obj, "__iter__") and hasattr(obj, "__len__")
 
 
+def _is_distributed_features(obj):
+    from ..distributed import DistributedPrediction
+
+    return isinstance(obj, DistributedPrediction)
+
+
+def _unwrap_features(x, y, name="x"):
+    """(features, labels) of a ``distributed.DistributedPrediction`` (the result of
+    ``distributed.predict``, in memory or as .npy shards, or of ``distributed.load_features``);
+    `y` defaults to its labels. Anything else is returned unchanged."""
+    from ..distributed import load_features
+
+    if not _is_distributed_features(x):
+        return x, y
+    if x.predictions is None:
+        x = load_features(x.output)
+    if y is None:
+        if x.labels is None:
+            raise ValueError(f"`{name}` (distributed features) carries no labels (its input was not a labelled "
+                             "dataset): pass them as `y`.")
+        y = x.labels
+    return np.asarray(x.predictions), y
+
+
 def _check_x(x, name):
     if isinstance(x, (list, tuple)):
         try:

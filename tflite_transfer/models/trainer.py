@@ -35,7 +35,7 @@ from .. import callbacks as callbacks_module
 from .. import metrics as metrics_module
 from ..layers.core import Dense, Dropout, GlobalAveragePooling2D, GlobalMaxPooling2D
 from .data_adapters import (_check_x, _class_weight_array, _is_dataset, _Labels, _prefetch, _split_arrays,
-                            iter_batches)
+                            _is_distributed_features, _unwrap_features, iter_batches)
 from .head import _Head
 
 History = callbacks_module.History
@@ -120,8 +120,10 @@ class Trainer:
         """Trains the head (Keras' fit). Returns a History.
 
         Args:
-          x: NumPy array (N, ...) (uint8 images or float features) or an ImageDataset
-            yielding (images, labels) batches (then `y` must be None).
+          x: NumPy array (N, ...) (uint8 images or float features), an ImageDataset
+            yielding (images, labels) batches (then `y` must be None), or the features
+            ``distributed.predict`` computed on a cluster (its result, in memory or as .npy
+            shards, or ``distributed.load_features(folder)``; `y` defaults to its labels).
           y: labels: int (N,) for sparse_categorical_crossentropy, float (N, C) for
             categorical_crossentropy, (N,) or (N, units) in [0, 1] for binary_crossentropy.
           batch_size (int >= 1), epochs (int >= 1), initial_epoch (int in [0, epochs)).
@@ -131,7 +133,8 @@ class Trainer:
             last fraction before shuffling, wrong on class-sorted arrays), the split is
             *stratified by class and shuffled* with `validation_split_seed` (default 0;
             plain shuffled when a class has fewer than 2 samples), taken once before training.
-          validation_data: (x_val, y_val) arrays or an ImageDataset. Overrides validation_split.
+          validation_data: (x_val, y_val) arrays, an ImageDataset, or labelled distributed
+            features (as `x`). Overrides validation_split.
           shuffle (bool): reshuffle the training samples each epoch (arrays / cached features;
             an ImageDataset shuffles itself).
           class_weight (dict | None): {class index: weight}; scales each sample's loss
@@ -159,6 +162,9 @@ class Trainer:
         if not (0.0 <= validation_split < 1.0):
             raise ValueError(f"`validation_split` must be in [0, 1). Received: validation_split={validation_split}")
 
+        x, y = _unwrap_features(x, y)
+        if _is_distributed_features(validation_data):
+            validation_data = _unwrap_features(validation_data, None, "validation_data")
         is_ds = _is_dataset(x)
         if is_ds:
             if y is not None:
@@ -316,6 +322,7 @@ class Trainer:
         self._warn_if_trainable_state_changed()
         verbose = _check_verbose(verbose)
         batch_size = _check_int("batch_size", batch_size, 1)
+        x, y = _unwrap_features(x, y)
         if _is_dataset(x):
             if y is not None:
                 raise ValueError("`y` must be None when `x` is a dataset.")

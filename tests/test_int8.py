@@ -1,0 +1,137 @@
+"""MobileNetV2(dtype="int8"): the ptq file's own quantization on oneDNN int8 primitives,
+against LiteRT's reference kernels (ai-edge-litert, BUILTIN_REF: TFLite's portable
+integer kernels, not XNNPACK) on the same file.
+
+What is and is not bit-faithful: oneDNN requantizes in float32
+(round(acc * src_scale * wei_scale + bias) / dst_scale) with round-half-to-even, TFLite
+with a 31-bit fixed-point multiplier and two roundings. On identical input the first
+convolution agrees with TFLite to one step everywhere and differs by a step on ~0.14% of
+its outputs (ties). This network amplifies such one-step differences (block 1's expand
+conv reads a tensor whose scale is 0.35, so one input step moves an output by up to ~10
+steps), so at the pooled features no non-bit-exact implementation stays within one step
+of the reference: measured, ours 65% of elements within one step, LiteRT's own XNNPACK
+int8 kernels 74%, our float32 engine 64%. The tests below assert what holds: exact
+requantization up to ties at the first conv, pooled features as close to the reference
+as LiteRT's own fast kernels are (relative L2), and equal top-1.
+"""
+import numpy as np
+import pytest
+from PIL import Image
+
+import conftest
+from tflite_transfer.applications import mobilenet_v2 as mv
+
+litert = pytest.importorskip("ai_edge_litert.interpreter")
+
+PHOTOS = {"grace_hopper": 653, "cat": 286, "bird": 20, "dragonfly": 320, "sunflower": 986}
+# First conv on identical input: |ours - reference| in output steps.
+FIRST_CONV_MAX_STEPS = 1.0
+FIRST_CONV_MAX_FRACTION_OFF = 0.005      # measured 0.0014
+# Pooled features, per image: ||ours - ref|| / ||ref - zero_point|| (in steps). Measured
+# 0.055-0.089 for ours, 0.047-0.093 for LiteRT's XNNPACK int8 on the same photos.
+POOLED_MAX_REL_L2 = 0.12
+
+
+@pytest.fixture(scope="module")
+def photos():
+    imgs = [np.asarray(Image.open(conftest.IMAGES / f"{n}.bmp").convert("RGB").resize((224, 224), Image.BILINEAR))
+            for n in PHOTOS]
+    return np.stack(imgs)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mv.MobileNetV2(include_top=False, pooling="avg", weights=str(conftest.PTQ_MODEL), dtype="int8")
+
+
+@pytest.fixture(scope="module")
+def reference(photos, model):
+    """LiteRT reference kernels on each photo: {tensor: (N, ...) int8/uint8}, probabilities, quantization."""
+    it = litert.Interpreter(model_path=str(conftest.PTQ_MODEL),
+                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
+                            experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    first_conv = next(op for op in model.model.ops if op["type"] == "CONV_2D")["outputs"][0]
+    want = (model.feature_tensor, first_conv)
+    out = {t: [] for t in want}
+    probs = []
+    for k in range(len(photos)):
+        it.set_tensor(inp["index"], photos[k:k + 1])
+        it.invoke()
+        for t in want:
+            out[t].append(it.get_tensor(t)[0].astype(np.float64))
+        probs.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
+    quant = {d["index"]: d["quantization"] for d in it.get_tensor_details()}
+    return dict(tensors={t: np.stack(v) for t, v in out.items()}, probs=np.stack(probs), quant=quant,
+                first_conv=first_conv)
+
+
+def _steps(real, quant):
+    scale, zp = quant
+    return real / scale + zp
+
+
+def test_first_conv_requantizes_like_tflite(photos, model, reference):
+    """QUANTIZE + CONV_2D(RELU6) on the same input: per-channel weight scales, zero points, bias, clamp."""
+    t = reference["first_conv"]
+    x = model._prepare(photos)
+    got = np.full(reference["tensors"][t].shape, np.nan)
+    got[:] = _steps(model.model.run(x, t, precision="int8"), reference["quant"][t])
+    d = np.abs(got - reference["tensors"][t])
+    assert d.max() <= FIRST_CONV_MAX_STEPS + 1e-3
+    assert (d > 0.5).mean() <= FIRST_CONV_MAX_FRACTION_OFF
+
+
+def test_pooled_features_as_close_to_the_reference_as_litert_fast_kernels(photos, model, reference):
+    t = model.feature_tensor
+    ref = reference["tensors"][t].reshape(len(photos), -1)
+    zp = reference["quant"][t][1]
+    got = np.full(ref.shape, np.nan)
+    got[:] = _steps(model.predict(photos, batch_size=2), reference["quant"][t])
+    rel = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref - zp, axis=1)
+    assert rel.max() <= POOLED_MAX_REL_L2, rel
+
+
+def _top1(features, weights_model):
+    """Classifier of the file (a 1x1 CONV_2D over the pooled features) in float64."""
+    cls = next(op for op in weights_model.model.ops if op["type"] == "CONV_2D"
+               and op["inputs"][0] == weights_model.feature_tensor)
+    w = np.asarray(weights_model.model.get_tensor(cls["inputs"][1]), np.float64).reshape(1001, -1)
+    b = np.asarray(weights_model.model.get_tensor(cls["inputs"][2]), np.float64)
+    return list((features.astype(np.float64) @ w.T + b).argmax(axis=1))
+
+
+def test_top1_equals_litert_reference_and_f32(photos, model, reference):
+    int8 = model.predict(photos)
+    f32 = mv.MobileNetV2(include_top=False, pooling="avg", weights=str(conftest.PTQ_MODEL)).predict(photos)
+    assert _top1(int8, model) == list(reference["probs"].argmax(axis=1)) == _top1(f32, model) \
+        == list(PHOTOS.values())
+
+
+def test_int8_engine_runs_int8_convolutions():
+    """oneDNN's verbose log: every convolution reads s8 source and weights, none a reference kernel."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from tflite_transfer.applications import mobilenet_v2 as mv\n"
+            "m = mv.MobileNetV2(include_top=False, pooling='avg', weights=sys.argv[1], dtype='int8')\n"
+            "m.predict(np.zeros((2, 224, 224, 3), np.uint8), batch_size=2)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(conftest.PTQ_MODEL)], capture_output=True, text=True,
+                       check=True, env=dict(os.environ, ONEDNN_VERBOSE="1"), cwd=str(conftest.REPO))
+    convs = [ln.split(",") for ln in r.stdout.splitlines() if ln.startswith("onednn_verbose,exec,cpu,convolution")]
+    assert len(convs) >= 52, len(convs)
+    for f in convs:
+        line = ",".join(f)
+        assert "src_s8" in line and "wei_s8" in line and not f[4].startswith("ref"), line
+
+
+def test_int8_rejects_a_file_outside_the_scheme():
+    with pytest.raises(ValueError, match="uint8"):
+        mv.MobileNetV2(include_top=False, weights=str(conftest.QUANT_MODEL), dtype="int8")
+
+
+def test_int8_needs_include_top_false():
+    with pytest.raises(ValueError, match="include_top"):
+        mv.MobileNetV2(weights=str(conftest.PTQ_MODEL), dtype="int8")
