@@ -46,6 +46,10 @@ def test_flowers_command_end_to_end_matches_sklearn(subset, tmp_path, capsys):
     assert run["val_accuracy"] >= 0.8  # ImageNet features separate daisies from sunflowers
     assert set(run["times_s"]) >= {"load", "features", "train", "evaluate"}
     assert "Final validation accuracy" in printed and "Confusion matrix" in printed
+    # The figures are written next to the model, and the job says where.
+    for fig in ("training_curves", "confusion_matrix", "precision_recall", "misclassified"):
+        assert (out / f"no_augmentation_{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"written to {out / 'no_augmentation_*.png'}" in printed
     # The saved model (base by reference) reloads and predicts the same classes.
     _, val = image_dataset_from_directory(str(subset), validation_split=0.2, subset="both", seed=123,
                                           image_size=(224, 224), batch_size=8)
@@ -98,6 +102,7 @@ def test_default_job_fine_tunes_after_the_frozen_stage(subset, tmp_path, capsys)
     assert printed.count("Classification report") == 2 and printed.count("Confusion matrix") == 2
     assert fine["classification_report"] in printed
     assert os.path.exists(fine["model_path"])
+    assert (out / "no_augmentation_fine_tuned_training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("bad", ["154", "-1"])

@@ -3,10 +3,12 @@
 The engine is C (oneDNN for convolutions, pooling and inner products; stb_image
 for decoding), reading standard ``.tflite`` models. Public modules mirror Keras:
 ``applications``, ``layers``, ``models`` (``Sequential``), ``optimizers``,
-``losses``, ``metrics``, ``callbacks``, ``data``, ``datasets``.
+``losses``, ``metrics``, ``callbacks``, ``data``, ``datasets``; plus ``evaluation`` (one-call
+classification report) and ``visualization`` (matplotlib figures).
 """
 from ._native import ImageDecodeError, ModelFormatError, _core  # noqa: F401
 from . import applications, callbacks, data, datasets, layers, losses, metrics, models, optimizers, utils  # noqa: F401
+from . import evaluation, visualization  # noqa: F401  (matplotlib / scikit-learn are imported on first use)
 from .models import Sequential  # noqa: F401
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """Callbacks, Keras names and behaviour: Callback, History, ProgbarLogger,
-EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, CSVLogger, LambdaCallback.
+EarlyStopping, ModelCheckpoint, ReduceLROnPlateau, CSVLogger, LambdaCallback, TensorBoard.
 
 Hooks receive ``logs`` dicts of floats: "loss", metric names, and "val_"
 variants at epoch end. Epochs are 0-based in hooks (Keras).
@@ -7,6 +7,7 @@ variants at epoch end. Epochs are 0-based in hooks (Keras).
 import csv
 import math
 import os
+import struct
 import sys
 import time
 
@@ -392,3 +393,142 @@ class CallbackList:
             for c in self.callbacks:
                 getattr(c, hook)(*args)
         return run
+
+
+class TensorBoard(Callback):
+    """Writes per-epoch scalars for TensorBoard, Keras' ``TensorBoard`` callback without TensorFlow.
+
+    Files (as Keras 3): ``<log_dir>/train/events.out.tfevents.*`` with ``epoch_loss``,
+    ``epoch_<metric>`` and ``epoch_learning_rate``; ``<log_dir>/validation/...`` with ``epoch_loss``
+    and ``epoch_<metric>`` from the ``val_`` logs. Step = the 0-based epoch (so a fine-tuning fit
+    with ``initial_epoch`` continues the curves). Scalars are float32 tensor summaries with the
+    scalars plugin's metadata (what ``tf.summary.scalar`` writes); view with
+    ``tensorboard --logdir <log_dir>``.
+
+    Args:
+      log_dir (str | PathLike): the folder (created).
+      update_freq: "epoch" only (per-batch logging is not implemented; other values raise ValueError).
+      confusion_matrix_data: optional labelled ``ImageDataset`` or ``(x, y)`` arrays; at the end of
+        training the model's confusion matrix on it (``evaluation.report`` +
+        ``visualization.plot_confusion_matrix``) is written as a PNG image summary
+        ``confusion_matrix`` to the validation run, at the last epoch's step.
+      class_names (list[str] | None): names for that image (default: the dataset's).
+
+    Writing uses the ``tensorboard`` package (``pip install tflite_transfer[report]``): its protobufs
+    and ``RecordWriter`` (the TFRecord framing with masked CRC32C), one file per run, flushed after
+    every epoch. It never imports TensorFlow (tensorboard's own ``EventFileWriter`` does, through
+    ``tf.io.gfile``, when TensorFlow is installed). Raises ImportError naming the package when it is
+    missing.
+    """
+
+    def __init__(self, log_dir="logs", update_freq="epoch", confusion_matrix_data=None, class_names=None):
+        super().__init__()
+        if update_freq != "epoch":
+            raise ValueError(f"Only update_freq='epoch' is supported. Received: update_freq={update_freq!r}")
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = update_freq
+        self.confusion_matrix_data = confusion_matrix_data
+        self.class_names = class_names
+        self._writers = {}
+        self._last_epoch = 0
+
+    def _writer(self, run):
+        w = self._writers.get(run)
+        if w is None:
+            w = self._writers[run] = _EventFile(os.path.join(self.log_dir, run))
+        return w
+
+    @staticmethod
+    def _event(step, values):
+        """An Event proto with Summary.Values; values: list of (tag, float) or (tag, Summary.Image)."""
+        from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, types_pb2
+        from tensorboard.plugins.scalar import metadata as scalar_metadata
+
+        summary = summary_pb2.Summary()
+        for tag, v in values:
+            if isinstance(v, summary_pb2.Summary.Image):
+                summary.value.add(tag=tag, image=v)
+            else:
+                summary.value.add(tag=tag, metadata=scalar_metadata.create_summary_metadata(display_name=tag,
+                                                                                               description=""),
+                                  tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[float(v)]))
+        return event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary)
+
+    def on_train_begin(self, logs=None):
+        self._writer("train")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self._last_epoch = epoch
+        train = [(f"epoch_{k}", v) for k, v in logs.items() if not k.startswith("val_") and k != "learning_rate"]
+        opt = getattr(self.model, "optimizer", None)
+        lr = logs.get("learning_rate", getattr(opt, "learning_rate", None) if opt is not None else None)
+        if lr is not None:
+            train.append(("epoch_learning_rate", float(lr)))
+        self._writer("train").add_event(self._event(epoch, train))
+        val = [(f"epoch_{k[4:]}", v) for k, v in logs.items() if k.startswith("val_")]
+        if val:
+            self._writer("validation").add_event(self._event(epoch, val))
+
+    def on_train_end(self, logs=None):
+        try:
+            if self.confusion_matrix_data is not None:
+                self._write_confusion_matrix()
+        finally:
+            for w in self._writers.values():
+                w.close()
+            self._writers = {}
+
+    def _write_confusion_matrix(self):
+        import io
+
+        import matplotlib.pyplot as plt
+        from tensorboard.compat.proto import summary_pb2
+
+        from . import evaluation, visualization
+
+        data = self.confusion_matrix_data
+        if isinstance(data, (tuple, list)):
+            rep = evaluation.report(self.model, data[0], data[1], class_names=self.class_names)
+        else:
+            rep = evaluation.report(self.model, data, class_names=self.class_names)
+        fig = visualization.plot_confusion_matrix(rep)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        png = buf.getvalue()
+        w, h = struct.unpack(">II", png[16:24])  # the PNG's IHDR: width, height
+        image = summary_pb2.Summary.Image(height=int(h), width=int(w), colorspace=4,
+                                          encoded_image_string=png)
+        self._writer("validation").add_event(self._event(self._last_epoch, [("confusion_matrix", image)]))
+
+
+class _EventFile:
+    """One TensorBoard event file, ``<folder>/events.out.tfevents.<time>.<host>.<pid>.<n>.v2``: the
+    version event ("brain.Event:2") then one record per ``add_event``, flushed each time."""
+
+    _count = 0
+
+    def __init__(self, folder):
+        import socket
+
+        try:
+            from tensorboard.compat.proto import event_pb2
+            from tensorboard.summary.writer.record_writer import RecordWriter
+        except ImportError as e:  # pragma: no cover - the extra is installed in CI
+            raise ImportError("callbacks.TensorBoard needs the `tensorboard` package: "
+                              "pip install tensorboard (or tflite_transfer[report]).") from e
+        os.makedirs(folder, exist_ok=True)
+        _EventFile._count += 1
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.{_EventFile._count}.v2"
+        self.path = os.path.join(folder, name)
+        self._records = RecordWriter(open(self.path, "wb"))
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+    def add_event(self, event):
+        self._records.write(event.SerializeToString())
+        self._records.flush()
+
+    def close(self):
+        if not self._records.closed:
+            self._records.close()

@@ -14,7 +14,8 @@ folder of class sub-folders (tf_flowers by default):
 After each stage it prints the per-epoch metrics, the final validation accuracy,
 scikit-learn's classification report and confusion matrix on the validation subset, and the
 wall time of each part (load, features, train, evaluate); saves each trained model to
-``<output>/<run>.ttz`` (stage 2: ``<run>_fine_tuned.ttz``) and a ``summary.json``.
+``<output>/<run>.ttz`` (stage 2: ``<run>_fine_tuned.ttz``), its figures as ``<output>/<run>[_fine_tuned]_<figure>.png``
+(training curves, confusion matrix, precision/recall, misclassified photos) and a ``summary.json``.
 
 Stage 2 trains the base's top through the C engine's backward pass (``models/finetune.py``).
 """
@@ -118,7 +119,8 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
         history_fine = model.fit(train_ds, validation_data=val_ds, epochs=epochs + fine_tune_epochs,
                                  initial_epoch=history.epoch[-1], verbose=verbose)
         results[name]["fine_tuned"] = _report(model, history_fine, time.perf_counter() - t, name, "_fine_tuned",
-                                              times, val_ds, class_names, batch_size, output, print_fn)
+                                              times, val_ds, class_names, batch_size, output, print_fn,
+                                              first_history=history)
         results[name]["fine_tuned"].update(fine_tune_at=fine_tune_at, trainable_params=trainable)
     if output:
         with open(os.path.join(output, "summary.json"), "w") as f:
@@ -126,8 +128,10 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
     return results
 
 
-def _report(model, history, fit_time, name, suffix, times, val_ds, class_names, batch_size, output, print_fn):
-    """Evaluates one trained stage on the validation subset, prints and saves; returns its results."""
+def _report(model, history, fit_time, name, suffix, times, val_ds, class_names, batch_size, output, print_fn,
+            first_history=None):
+    """Evaluates one trained stage on the validation subset, prints and saves (model and figures;
+    `first_history`: stage 1's History, for the curves of stage 2); returns its results."""
     from sklearn.metrics import classification_report, confusion_matrix
 
     timings = history.params["timings"]
@@ -161,10 +165,29 @@ def _report(model, history, fit_time, name, suffix, times, val_ds, class_names, 
         saved = os.path.join(output, f"{name}{suffix}.ttz")
         model.save(saved)
         print_fn(f"Saved the model to {saved}")
+        _write_figures(output, name + suffix, history if first_history is None else first_history, model, val_ds, print_fn,
+                       fine_tune_history=history if first_history is not None else None)
     return {"val_accuracy": acc, "history": history.history, "epochs": list(history.epoch),
             "fit_path": model.last_fit_path, "classification_report": report, "confusion_matrix": cm.tolist(),
             "y_true": y_val.tolist(), "y_pred": y_pred.tolist(), "class_names": class_names,
             "times_s": stage, "model_path": saved}
+
+
+def _write_figures(output, name, history, model, val_ds, print_fn, fine_tune_history=None):
+    """Training curves, confusion matrix, per-class precision/recall and misclassified photos of
+    one run as ``<output>/<name>_*.png`` (``visualization.save_evaluation_figures``); skipped with
+    a message when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print_fn("Figures skipped: matplotlib is not installed (pip install tflite_transfer[report]).")
+        return {}
+    from . import evaluation, visualization
+
+    paths = visualization.save_evaluation_figures(output, history=history, report=evaluation.report(model, val_ds),
+                                                  prefix=f"{name}_", fine_tune_history=fine_tune_history)
+    print_fn(f"Figures ({', '.join(paths)}) written to {os.path.join(output, name + '_*.png')}")
+    return paths
 
 
 def _seeded(cls, *args, seed=None):
