@@ -288,9 +288,7 @@ dnnl_memory_t tt_value_as(tt_engine *e, int32_t i, int32_t v, const_dnnl_memory_
     return e->values[tmp].mem;
 }
 
-dnnl_memory_t tt_const_memory(tt_engine *e, int32_t i, const float *data, const_dnnl_memory_desc_t src_md,
-                              const_dnnl_memory_desc_t want) {
-    size_t bytes = dnnl_memory_desc_get_size(want);
+void *tt_own_buffer(tt_engine *e, size_t bytes) {
     void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
     if (!buf || TT_GROW(e, bufs, n_bufs, cap_bufs)) {
         free(buf);
@@ -299,6 +297,14 @@ dnnl_memory_t tt_const_memory(tt_engine *e, int32_t i, const float *data, const_
     }
     e->bufs[e->n_bufs++] = buf;
     memset(buf, 0, bytes);
+    return buf;
+}
+
+dnnl_memory_t tt_const_memory(tt_engine *e, int32_t i, const float *data, const_dnnl_memory_desc_t src_md,
+                              const_dnnl_memory_desc_t want) {
+    size_t bytes = dnnl_memory_desc_get_size(want);
+    void *buf = tt_own_buffer(e, bytes);
+    if (!buf) return NULL;
     dnnl_memory_t dst = tt_new_memory(e, want, buf);
     dnnl_memory_t src = tt_new_memory(e, src_md, (void *)data); /* oneDNN only reads it */
     if (!dst || !src) return NULL;
@@ -320,19 +326,24 @@ dnnl_memory_t tt_const_memory(tt_engine *e, int32_t i, const float *data, const_
     return dst;
 }
 
-tt_status tt_attr(tt_engine *e, int32_t i, tt_activation act, bool sum, dnnl_primitive_attr_t *attr) {
+dnnl_status_t tt_attr_post_ops(dnnl_primitive_attr_t attr, tt_activation act, bool sum, float sum_scale,
+                               int32_t sum_zp) {
+    if (!sum && act == TT_ACT_NONE) return dnnl_success;
     dnnl_post_ops_t po = NULL;
+    dnnl_status_t st = dnnl_post_ops_create(&po);
+    if (st == dnnl_success && sum) st = dnnl_post_ops_append_sum(po, sum_scale, sum_zp, dnnl_data_type_undef);
+    if (st == dnnl_success && act == TT_ACT_RELU) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_relu, 0.f, 0.f);
+    /* RELU6 = clip to [0, 6] */
+    if (st == dnnl_success && act == TT_ACT_RELU6) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_clip, 0.f, 6.f);
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    return st;
+}
+
+tt_status tt_attr(tt_engine *e, int32_t i, tt_activation act, bool sum, dnnl_primitive_attr_t *attr) {
     dnnl_status_t st = dnnl_primitive_attr_create(attr);
     if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
-    if (st == dnnl_success && (sum || act != TT_ACT_NONE)) {
-        st = dnnl_post_ops_create(&po);
-        if (st == dnnl_success && sum) st = dnnl_post_ops_append_sum(po, 1.0f, 0, dnnl_data_type_undef);
-        if (st == dnnl_success && act == TT_ACT_RELU) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_relu, 0.f, 0.f);
-        /* RELU6 = clip to [0, 6] */
-        if (st == dnnl_success && act == TT_ACT_RELU6) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_clip, 0.f, 6.f);
-        if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(*attr, po);
-        dnnl_post_ops_destroy(po);
-    }
+    if (st == dnnl_success) st = tt_attr_post_ops(*attr, act, sum, 1.0f, 0);
     if (st != dnnl_success) {
         dnnl_primitive_attr_destroy(*attr);
         *attr = NULL;

@@ -24,21 +24,8 @@ tt_status tt_tensor_qparams(tt_engine *e, int32_t i, int32_t t, float *scale, in
     return TT_OK;
 }
 
-/* An engine-owned, 64-byte aligned, zeroed buffer of `bytes`. */
-static void *own_buffer(tt_engine *e, size_t bytes) {
-    void *buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!buf || TT_GROW(e, bufs, n_bufs, cap_bufs)) {
-        free(buf);
-        tt_oom();
-        return NULL;
-    }
-    e->bufs[e->n_bufs++] = buf;
-    memset(buf, 0, bytes);
-    return buf;
-}
-
 dnnl_memory_t tt_const_bytes(tt_engine *e, const_dnnl_memory_desc_t md, const void *data, size_t bytes) {
-    void *buf = own_buffer(e, bytes);
+    void *buf = tt_own_buffer(e, bytes);
     if (!buf) return NULL;
     memcpy(buf, data, bytes);
     return tt_new_memory(e, md, buf);
@@ -73,7 +60,7 @@ const int8_t *tt_weights_s8(tt_engine *e, int32_t i, int32_t t, const float **sc
                      "channel %d; oneDNN's int8 convolutions take symmetric weights", i, t, c);
             return NULL;
         }
-    int8_t *out = (int8_t *)own_buffer(e, (size_t)w->size);
+    int8_t *out = (int8_t *)tt_own_buffer(e, (size_t)w->size);
     if (!out) return NULL;
     for (int64_t k = 0; k < w->size; k++) {
         int32_t c = q->n > 1 ? (int32_t)((k / inner) % q->n) : 0;

@@ -186,11 +186,18 @@ dnnl_memory_desc_t tt_md_plain_like(tt_engine *e, const_dnnl_memory_desc_t md);
 dnnl_memory_desc_t tt_md_for_shape(tt_engine *e, const tt_shape *s);
 int tt_md_ndims(const_dnnl_memory_desc_t md);
 void tt_md_dims(const_dnnl_memory_desc_t md, int64_t dims[DNNL_MAX_NDIMS]);
+/* An engine-owned (freed by tt_engine_destroy), 64-byte aligned, zeroed buffer of `bytes`; NULL + error. */
+void *tt_own_buffer(tt_engine *e, size_t bytes);
 /* A memory object over `handle` (NULL: bound later), owned by the engine. */
 dnnl_memory_t tt_new_memory(tt_engine *e, const_dnnl_memory_desc_t md, void *handle);
 
 /* Primitive attribute with user scratchpad and the fused activation `act` (+ sum first if `sum`). */
 tt_status tt_attr(tt_engine *e, int32_t i, tt_activation act, bool sum, dnnl_primitive_attr_t *attr);
+
+/* Appends to attr the post-ops of a fused op: (sum) the residual added as sum_scale * (r - sum_zp),
+ * then the activation (RELU; RELU6 as clip to [0, 6]). Shared by the float and int8 builders. */
+dnnl_status_t tt_attr_post_ops(dnnl_primitive_attr_t attr, tt_activation act, bool sum, float sum_scale,
+                               int32_t sum_zp);
 /* Forward propagation kind of op i: forward_training when trainable, else forward_inference. */
 dnnl_prop_kind_t tt_prop(const tt_engine *e, int32_t i);
 

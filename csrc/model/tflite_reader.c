@@ -344,6 +344,17 @@ tt_status tt_require_const(const tt_model *m, const tt_op *op, int k, const char
     return TT_OK;
 }
 
+tt_status tt_require_bias(const tt_model *m, const tt_op *op, int32_t out_c, const char *where) {
+    if (op->n_inputs <= 2 || op->inputs[2] < 0) return TT_OK; /* no bias: optional in TFLite */
+    tt_status s = tt_require_const(m, op, 2, "bias", 0, where);
+    if (s) return s;
+    const tt_tensor *b = &m->tensors[op->inputs[2]];
+    if (b->size != out_c)
+        return tt_error(TT_INVALID_MODEL, "%s: bias tensor %d has %lld values, expected %d (output channels)", where,
+                        op->inputs[2], (long long)b->size, out_c);
+    return TT_OK;
+}
+
 /* "CONV_2D, DEPTHWISE_CONV_2D, ..." of the resolver into buf. */
 static const char *supported_list(const tt_op_resolver *ops, char *buf, size_t n) {
     size_t used = 0;

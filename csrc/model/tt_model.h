@@ -168,6 +168,8 @@ tt_status tt_options_window(const tt_options *o, const tt_op *op, int dilation, 
 /* Input k of op must be a constant (integer: int32 `idata`; else float `data`), else TT_INVALID_MODEL. */
 tt_status tt_require_const(const tt_model *m, const tt_op *op, int k, const char *what, int integer,
                            const char *where);
+/* The optional bias (input 2) of a conv / fully-connected op: a constant float tensor of out_c values. */
+tt_status tt_require_bias(const tt_model *m, const tt_op *op, int32_t out_c, const char *where);
 
 /* Option fields an op uses (bits of tt_op_kind.fields), for inspection. */
 enum {

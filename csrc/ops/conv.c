@@ -56,14 +56,7 @@ static tt_status conv_check(const tt_model *m, const tt_op *op, const char *wher
         return tt_error(TT_INVALID_MODEL, "%s: depthwise filter tensor %d must have shape [1, KH, KW, C], got first "
                         "dimension %d", where, op->inputs[1], w->shape[0]);
     int32_t out_c = dw ? w->shape[3] : w->shape[0];
-    if (op->n_inputs > 2 && op->inputs[2] >= 0) {
-        if ((s = tt_require_const(m, op, 2, "bias", 0, where))) return s;
-        const tt_tensor *b = &m->tensors[op->inputs[2]];
-        if (b->size != out_c)
-            return tt_error(TT_INVALID_MODEL, "%s: bias tensor %d has %lld values, expected %d (output channels)",
-                            where, op->inputs[2], (long long)b->size, out_c);
-    }
-    return TT_OK;
+    return tt_require_bias(m, op, out_c, where);
 }
 
 /* ---- shape: x [N, H, W, Cin] -> y [N, OH, OW, O] (depthwise: O = C) ------------ */
@@ -152,7 +145,6 @@ static tt_status conv_geometry(tt_engine *e, int32_t i, conv_geo *g) {
  * on real values, and (fuse) the residual as a sum post-op that dequantizes it. */
 static tt_status conv_attr_int8(tt_engine *e, int32_t i, bool dw, int32_t n_wscales, tt_activation act, bool fuse,
                                 float r_scale, int32_t r_zp, dnnl_primitive_attr_t *attr) {
-    dnnl_post_ops_t po = NULL;
     dnnl_status_t st = dnnl_primitive_attr_create(attr);
     int wmask = n_wscales > 1 ? (dw ? 3 : 1) : 0;
     if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(*attr, dnnl_scratchpad_mode_user);
@@ -161,14 +153,7 @@ static tt_status conv_attr_int8(tt_engine *e, int32_t i, bool dw, int32_t n_wsca
     if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(*attr, DNNL_ARG_DST, 0);
     if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(*attr, DNNL_ARG_SRC, 0);
     if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(*attr, DNNL_ARG_DST, 0);
-    if (st == dnnl_success && (fuse || act != TT_ACT_NONE)) {
-        st = dnnl_post_ops_create(&po);
-        if (st == dnnl_success && fuse) st = dnnl_post_ops_append_sum(po, r_scale, r_zp, dnnl_data_type_undef);
-        if (st == dnnl_success && act == TT_ACT_RELU) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_relu, 0.f, 0.f);
-        if (st == dnnl_success && act == TT_ACT_RELU6) st = dnnl_post_ops_append_eltwise(po, dnnl_eltwise_clip, 0.f, 6.f);
-        if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(*attr, po);
-        dnnl_post_ops_destroy(po);
-    }
+    if (st == dnnl_success) st = tt_attr_post_ops(*attr, act, fuse, r_scale, r_zp);
     if (st != dnnl_success) {
         dnnl_primitive_attr_destroy(*attr);
         *attr = NULL;

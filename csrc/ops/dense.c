@@ -29,14 +29,7 @@ static tt_status fc_check(const tt_model *m, const tt_op *op, const char *where)
     if (w->rank != 2)
         return tt_error(TT_INVALID_MODEL, "%s: weights tensor %d has rank %d, expected 2", where, op->inputs[1],
                         w->rank);
-    if (op->n_inputs > 2 && op->inputs[2] >= 0) {
-        if ((s = tt_require_const(m, op, 2, "bias", 0, where))) return s;
-        const tt_tensor *b = &m->tensors[op->inputs[2]];
-        if (b->size != w->shape[0])
-            return tt_error(TT_INVALID_MODEL, "%s: bias tensor %d has %lld values, expected %d (output channels)",
-                            where, op->inputs[2], (long long)b->size, w->shape[0]);
-    }
-    return TT_OK;
+    return tt_require_bias(m, op, w->shape[0], where);
 }
 
 /* x: any shape with I | size -> [M, O] (keep_num_dims: x's shape with its last dim O). */

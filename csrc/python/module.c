@@ -16,6 +16,16 @@ tt_module_state *tt_get_state_from_type(PyTypeObject *type) {
     return module ? tt_get_state(module) : NULL;
 }
 
+PyObject *tt_py_shape_tuple(int32_t rank, const int64_t *shape) {
+    PyObject *t = PyTuple_New(rank);
+    for (int32_t d = 0; t && d < rank; d++) {
+        PyObject *v = PyLong_FromLongLong(shape[d]);
+        if (!v) Py_CLEAR(t);
+        else PyTuple_SET_ITEM(t, d, v);
+    }
+    return t;
+}
+
 PyObject *tt_py_raise(PyObject *module, tt_status status) {
     const char *msg = tt_last_error();
     if (msg[0] == '\0') msg = tt_status_name(status);

@@ -50,6 +50,9 @@ tt_module_state *tt_get_state_from_type(PyTypeObject *type);
  * `module` may be NULL, then the two project exceptions fall back to ValueError. */
 PyObject *tt_py_raise(PyObject *module, tt_status status);
 
+/* A new tuple of Python ints from shape[rank] (NULL + exception on failure). */
+PyObject *tt_py_shape_tuple(int32_t rank, const int64_t *shape);
+
 /* Each area registers its functions/types here; 0 on success, -1 with an exception set. */
 int tt_py_init_model(PyObject *module); /* py_model.c */
 int tt_py_init_image(PyObject *module); /* py_image.c */

@@ -148,12 +148,7 @@ static PyObject *TrainEngine_get_cut(TrainEngineObject *self, void *closure) {
         int32_t tensor, rank;
         int64_t shape[TT_MAX_RANK];
         tt_engine_cut(self->engine, k, &tensor, &rank, shape);
-        PyObject *t = PyTuple_New(rank);
-        for (int32_t d = 0; t && d < rank; d++) {
-            PyObject *v = PyLong_FromLongLong(shape[d]);
-            if (!v) Py_CLEAR(t);
-            else PyTuple_SET_ITEM(t, d, v);
-        }
+        PyObject *t = tt_py_shape_tuple(rank, shape);
         PyObject *item = t ? Py_BuildValue("(iN)", tensor, t) : NULL;
         if (!item) {
             Py_DECREF(list);
@@ -168,13 +163,7 @@ static PyObject *TrainEngine_get_output_shape(TrainEngineObject *self, void *clo
     int32_t rank;
     int64_t shape[TT_MAX_RANK];
     tt_engine_output_shape(self->engine, &rank, shape);
-    PyObject *t = PyTuple_New(rank);
-    for (int32_t d = 0; t && d < rank; d++) {
-        PyObject *v = PyLong_FromLongLong(shape[d]);
-        if (!v) Py_CLEAR(t);
-        else PyTuple_SET_ITEM(t, d, v);
-    }
-    return t;
+    return tt_py_shape_tuple(rank, shape);
 }
 
 static PyObject *TrainEngine_bind_param(TrainEngineObject *self, PyObject *args) {

@@ -521,17 +521,7 @@ static PyObject *Model_output_shape(ModelObject *self, PyObject *args, PyObject 
         PyObject *module = module_of((PyObject *)self);
         return module ? tt_py_raise_named(module, self->name, s) : NULL;
     }
-    PyObject *t = PyTuple_New(rank);
-    if (!t) return NULL;
-    for (int32_t k = 0; k < rank; k++) {
-        PyObject *v = PyLong_FromLongLong(shape[k]);
-        if (!v) {
-            Py_DECREF(t);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(t, k, v);
-    }
-    return t;
+    return tt_py_shape_tuple(rank, shape);
 }
 
 /* ---- type and module registration ------------------------------------------ */
