@@ -9,6 +9,7 @@ import os
 import pathlib
 import tempfile
 
+import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -29,6 +30,19 @@ for _f in MODELS.iterdir():
 # The ImageNet class names that the weights registry names (decode_predictions).
 os.symlink(IMAGES / "imagenet_labels.txt", os.path.join(_home, "models", "imagenet_labels.txt"))
 os.environ["TFLITE_TRANSFER_HOME"] = _home
+
+
+# ../shared/README.md: each shared photo's expected top-1 index in imagenet_labels.txt (1001 classes).
+PHOTO_TOP1 = {"grace_hopper": 653, "cat": 286, "bird": 20, "dragonfly": 320, "sunflower": 986}
+
+
+def shared_photos_224():
+    """The 5 shared photos in PHOTO_TOP1 order, Pillow-decoded and bilinear-resized to 224x224:
+    uint8 (5, 224, 224, 3). Pillow, not our decoder, so engine tests do not depend on it."""
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(IMAGES / f"{n}.bmp").convert("RGB").resize((224, 224), Image.BILINEAR))
+                     for n in PHOTO_TOP1])
 
 
 @pytest.fixture(scope="session")

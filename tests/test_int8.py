@@ -16,14 +16,13 @@ as LiteRT's own fast kernels are (relative L2), and equal top-1.
 """
 import numpy as np
 import pytest
-from PIL import Image
 
 import conftest
 from tflite_transfer.applications import mobilenet_v2 as mv
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
-PHOTOS = {"grace_hopper": 653, "cat": 286, "bird": 20, "dragonfly": 320, "sunflower": 986}
+PHOTOS = conftest.PHOTO_TOP1
 # First conv on identical input: |ours - reference| in output steps.
 FIRST_CONV_MAX_STEPS = 1.0
 FIRST_CONV_MAX_FRACTION_OFF = 0.005      # measured 0.0014
@@ -34,9 +33,7 @@ POOLED_MAX_REL_L2 = 0.12
 
 @pytest.fixture(scope="module")
 def photos():
-    imgs = [np.asarray(Image.open(conftest.IMAGES / f"{n}.bmp").convert("RGB").resize((224, 224), Image.BILINEAR))
-            for n in PHOTOS]
-    return np.stack(imgs)
+    return conftest.shared_photos_224()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import conftest
 import reference
@@ -28,16 +27,14 @@ from tflite_transfer.layers.base import Layer
 MODELS = {"quant": conftest.QUANT_MODEL, "ptq": conftest.PTQ_MODEL}
 WEIGHTS_KEY = {"quant": "imagenet_quant", "ptq": "imagenet_ptq"}
 # ../shared/README.md: expected top-1 index in imagenet_labels.txt (1001 classes).
-PHOTOS = {"grace_hopper": 653, "cat": 286, "bird": 20, "dragonfly": 320, "sunflower": 986}
+PHOTOS = conftest.PHOTO_TOP1
 PARITY = 1e-4
 
 
 @pytest.fixture(scope="module")
 def photos():
     """The 5 shared photos, uint8 (5, 224, 224, 3), in PHOTOS order."""
-    imgs = [np.asarray(Image.open(conftest.IMAGES / f"{n}.bmp").convert("RGB").resize((224, 224), Image.BILINEAR))
-            for n in PHOTOS]
-    return np.stack(imgs)
+    return conftest.shared_photos_224()
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ reference is tested in test_mobilenet_v2.py.
 """
 import numpy as np
 import pytest
-from PIL import Image
 
 import conftest
 import tflite_transfer as tt
 from tflite_transfer.applications import mobilenet_v2 as mv
 
 # ../shared/README.md: expected top-1 index in imagenet_labels.txt (1001 classes).
-PHOTOS = {"grace_hopper": 653, "cat": 286, "bird": 20, "dragonfly": 320, "sunflower": 986}
+PHOTOS = conftest.PHOTO_TOP1
 # bf16 engine vs an independent NumPy simulation of bf16 inference (reference.py's float64
 # graph with conv inputs, weights and every op output rounded to bfloat16, float64
 # accumulation): relative L2 error per image and max error relative to the largest
@@ -35,9 +34,7 @@ needs_bf16 = pytest.mark.skipif(not tt._core.has_bf16(), reason="this CPU has no
 @pytest.fixture(scope="module")
 def photos():
     """The 5 shared photos, uint8 (5, 224, 224, 3), in PHOTOS order."""
-    imgs = [np.asarray(Image.open(conftest.IMAGES / f"{n}.bmp").convert("RGB").resize((224, 224), Image.BILINEAR))
-            for n in PHOTOS]
-    return np.stack(imgs)
+    return conftest.shared_photos_224()
 
 
 @pytest.mark.parametrize("weights", ["imagenet_ptq", "imagenet_quant"])
@@ -107,7 +104,6 @@ def test_bf16_pooled_features_agree_with_f32(photos, batch_size):
 def test_bf16_engine_runs_bf16_convolutions():
     """oneDNN's verbose log of one bf16 run: every convolution reads bf16 source and weights
     (not a silent float32 fallback); the float32 engine's read f32."""
-    import json
     import os
     import subprocess
     import sys

@@ -7,8 +7,8 @@ Follows ``keras.applications.MobileNetV2`` / ``keras.applications.mobilenet_v2``
 * Weights are the dequantized float32 weights of a quantized TFLite model (batch
   norm folded into the convolutions), run in float32 (no ``weights=None`` random
   init). ``model.layers`` lists Keras' layers as views on the folded ops (see
-  ``mobilenet_v2_layers``); fine-tuning them needs the engine's backward pass
-  (issue 8), without which ``fit`` raises NotImplementedError.
+  ``mobilenet_v2_layers``); ``fit`` fine-tunes the trainable ones through the
+  engine's backward pass (``models/finetune.py``).
 * The classifier has **1001 outputs**: index 0 is "background", indices 1..1000
   are the ImageNet-1k classes in the usual order (Keras' index ``i`` is our
   ``i + 1``). ``decode_predictions`` knows this.
@@ -62,6 +62,8 @@ from ..layers.base import Layer
 __all__ = ["MobileNetV2", "MobileNetV2Model", "preprocess_input", "decode_predictions",
            "DEFAULT_IMAGENET_MODEL", "WEIGHTS_REGISTRY", "LABELS_REGISTRY", "WEIGHTS_ALIASES",
            "weights_path", "labels_path"]
+
+from .mobilenet_v2_layers import same_weights
 
 # Re-exported: the registry and utilities are mobilenet_v2's public names too (Keras' layout).
 from .imagenet_utils import (  # noqa: F401
@@ -514,10 +516,7 @@ class MobileNetV2Model(Layer):
         """Accepts only the model's own weights (the pretrained base is fixed).
 
         Raises ValueError if `weights` differ in count, shape or value."""
-        mine = self.get_weights()
-        weights = list(weights)
-        if len(weights) != len(mine) or any(np.shape(a) != b.shape or not np.array_equal(a, b)
-                                            for a, b in zip(weights, mine)):
+        if not same_weights(weights, self.get_weights()):
             raise ValueError(f"The weights of {self.name!r} come from {self.weights_path} and cannot be "
                              "changed (the .tflite base is fixed).")
 

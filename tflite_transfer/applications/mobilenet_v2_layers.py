@@ -69,6 +69,15 @@ KERAS_PARAMS_NO_TOP = (2257984, 2223872, 34112)
 _PASS_THROUGH = ("RESHAPE", "QUANTIZE", "DEQUANTIZE")
 
 
+
+def same_weights(given, mine):
+    """True if `given` (arrays, any sequence) equals `mine` (list of arrays) in count, shapes and values.
+
+    The base's weights live in its engine, so ``set_weights`` accepts only what it already holds."""
+    given = list(given)
+    return len(given) == len(mine) and all(np.shape(a) == b.shape and np.array_equal(a, b)
+                                           for a, b in zip(given, mine))
+
 class MobileNetV2Layer(Layer):
     """One of Keras' MobileNetV2 layers, a view on the .tflite op it was folded into.
 
@@ -109,10 +118,7 @@ class MobileNetV2Layer(Layer):
 
     def set_weights(self, weights):
         """Not supported yet: the base's weights live in the engine (ValueError if they differ)."""
-        mine = self.get_weights()
-        weights = list(weights)
-        if len(weights) != len(mine) or any(np.shape(a) != b.shape or not np.array_equal(a, b)
-                                            for a, b in zip(weights, mine)):
+        if not same_weights(weights, self.get_weights()):
             raise ValueError(f"The weights of layer {self.name!r} live in the .tflite engine and cannot be set "
                              "from Python.")
 
