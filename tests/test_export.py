@@ -165,3 +165,31 @@ def test_int8_export_runs_in_litert_and_agrees_with_float(trained, tmp_path):
             n_checked += 1
     assert n_checked == 52  # MobileNetV2's convolutions, Conv1 to Conv_1
     assert read_labels(path) == CLASSES
+
+
+def test_labels_of_a_truncated_export_raise_naming_the_file(trained, tmp_path):
+    model, _ = trained
+    path = tmp_path / "flowers.tflite"
+    model.export(path, labels=CLASSES, verbose=False)
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    # The flatbuffers runtime has no bounds checks: before, a struct.error escaped from inside it.
+    with pytest.raises(ValueError, match="cut.tflite.*damaged or truncated"):
+        read_labels(cut)
+
+
+def test_representative_dataset_may_be_a_generator_function_and_must_be_finite():
+    from tflite_transfer.export.quantize import _batches
+
+    x = np.zeros((2, 8, 8, 3), np.uint8)
+
+    def gen():  # TFLiteConverter's convention: a function yielding [input] lists
+        for i in range(3):
+            yield [x + i]
+
+    got = list(_batches(gen))
+    assert [int(b[0, 0, 0, 0]) for b in got] == [0, 1, 2]
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        list(_batches([np.full((1, 8, 8, 3), np.nan, np.float32)]))
+    with pytest.raises(ValueError, match="iterable of image batches.*Received: int"):
+        list(_batches(3))

@@ -21,6 +21,7 @@ Stage 2 trains the base's top through the C engine's backward pass (``models/fin
 """
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -60,6 +61,7 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
 
     Raises:
       ValueError: bad arguments (``fine_tune_at`` out of range is checked before stage 1) or data.
+      OSError: `output` cannot be created or written (checked before stage 1).
     """
     from . import applications, datasets, layers, optimizers
     from .data import image_dataset_from_directory
@@ -71,6 +73,14 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
     if dtype not in (None, "float32") and fine_tune:
         raise ValueError(f"dtype={dtype!r} runs the frozen base only (its engine has no backward pass); "
                          "pass fine_tune=False (--no-fine-tune) or dtype='float32'.")
+    if output:
+        # Fail before hours of training rather than at the first save.
+        try:
+            os.makedirs(output, exist_ok=True)
+            tempfile.TemporaryFile(dir=output).close()
+        except OSError as e:
+            raise OSError(f"The output folder {output!r} cannot be written ({e.strerror or e}); pass a writable "
+                          "`output` (CLI: --output).") from e
     times = {}
     t = time.perf_counter()
     if directory is None:

@@ -12,6 +12,8 @@ Class names travel in the model's ``metadata`` table: an entry named
 output index i); `read_labels` reads them back. Other metadata entries hold
 key/values of the graph (UTF-8 strings).
 """
+import struct
+
 import numpy as np
 
 __all__ = ["write_tflite", "to_tflite_bytes", "read_labels", "read_metadata"]
@@ -291,12 +293,15 @@ def read_metadata(filepath):
         data = f.read()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise ValueError(f"{filepath!r} is not a .tflite file (no 'TFL3' identifier).")
-    m = tflite.Model.GetRootAsModel(data, 0)
-    out = {}
-    for i in range(m.MetadataLength()):
-        md = m.Metadata(i)
-        buf = m.Buffers(md.Buffer())
-        out[md.Name().decode("utf-8")] = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
+    try:  # the flatbuffers runtime does no bounds checks: a truncated file fails inside it
+        m = tflite.Model.GetRootAsModel(data, 0)
+        out = {}
+        for i in range(m.MetadataLength()):
+            md = m.Metadata(i)
+            buf = m.Buffers(md.Buffer())
+            out[md.Name().decode("utf-8")] = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
+    except (struct.error, IndexError, UnicodeDecodeError, AttributeError, TypeError) as e:
+        raise ValueError(f"{filepath!r} is not a valid .tflite file (damaged or truncated: {e}).") from e
     return out
 
 

@@ -130,8 +130,17 @@ def run_float(g, x, record=None):
 
 def _batches(representative_dataset):
     """uint8 (N, H, W, 3) arrays from a representative dataset (arrays, (x, y) pairs,
-    lists of arrays as TF's generators yield, or an ImageDataset)."""
-    for item in representative_dataset:
+    lists of arrays as TF's generators yield, or an ImageDataset), or from a callable returning
+    such an iterable (TFLiteConverter's convention: ``representative_dataset=gen``). Values are
+    the uint8 pixel range [0, 255]; non-finite floats raise ValueError."""
+    if callable(representative_dataset) and not hasattr(representative_dataset, "__iter__"):
+        representative_dataset = representative_dataset()
+    try:
+        items = iter(representative_dataset)
+    except TypeError:
+        raise ValueError("`representative_dataset` must be an iterable of image batches (or a function returning "
+                         f"one). Received: {type(representative_dataset).__name__}") from None
+    for item in items:
         if isinstance(item, (tuple, list)):
             item = item[0]
         x = np.asarray(item)
@@ -140,6 +149,9 @@ def _batches(representative_dataset):
         if x.ndim != 4 or x.shape[-1] != 3:
             raise ValueError("`representative_dataset` must yield image batches (N, H, W, 3). "
                              f"Received: x.shape={x.shape}")
+        if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+            raise ValueError("`representative_dataset` yielded NaN or Inf pixel values; calibration needs images in "
+                             "[0, 255].")
         yield x
 
 

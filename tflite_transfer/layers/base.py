@@ -38,6 +38,16 @@ class Layer:
         self.built = False
         self.input_shape = None
 
+    @property
+    def trainable(self):
+        """bool: whether `fit` updates this layer's weights (set with any value; stored as
+        ``bool(value)``, as Keras' ``Layer.trainable`` does, so ``"yes"`` cannot slip through)."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value):
+        self._trainable = bool(value)
+
     # -- shape & build ------------------------------------------------------
     def build(self, input_shape):
         """Creates weights for `input_shape` (tuple with None batch). Default: none."""

@@ -15,7 +15,9 @@ import numpy as np
 
 def _is_dataset(obj):
     """True for the folder dataset (or anything iterable in (images, labels) batches with __len__)."""
-    return (not isinstance(obj, (np.ndarray, list, tuple))) and hasattr(obj, "__iter__") and hasattr(obj, "__len__")
+    # str/bytes/dict are iterable and sized too, but never batches: they go to _check_x, which names them.
+    return ((not isinstance(obj, (np.ndarray, list, tuple, str, bytes, dict))) and hasattr(obj, "__iter__")
+            and hasattr(obj, "__len__"))
 
 
 def _is_distributed_features(obj):

@@ -265,6 +265,9 @@ def _read_weights(filepath):
         with h5py.File(filepath, "r") as h:
             meta = h.attrs.get("__layers__")
             return {k: np.asarray(h[k]) for k in h.keys()}, meta
+    if not zipfile.is_zipfile(filepath):
+        # np.load would otherwise try its pickle path and answer with its allow_pickle advice.
+        raise ValueError("neither an HDF5 (.h5) file nor a NumPy .npz archive")
     with np.load(filepath, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     meta = arrays.pop("__layers__", None)
