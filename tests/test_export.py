@@ -193,3 +193,36 @@ def test_representative_dataset_may_be_a_generator_function_and_must_be_finite()
         list(_batches([np.full((1, 8, 8, 3), np.nan, np.float32)]))
     with pytest.raises(ValueError, match="iterable of image batches.*Received: int"):
         list(_batches(3))
+
+
+def test_fine_tuned_model_exports_its_changed_base_weights(tmp_path):
+    """After fine-tuning from layer 140 the base's top convolutions hold new weights; the LiteRT
+    and ONNX files must carry them. Shown two ways: the exported outputs equal the fine-tuned
+    model's predict (1e-5), and they are far (> 1e-3) from the same head on the unchanged base,
+    so an export that wrote the file's original base weights fails."""
+    ort = pytest.importorskip("onnxruntime")
+    layers.set_random_seed(11)
+    x, y = _flower_batch(n_per_class=2)
+    base = tt.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights="imagenet_ptq")
+    base.fine_tune_from(140)
+    model = tt.Sequential([base, layers.GlobalAveragePooling2D(), layers.Dense(5, activation="softmax")])
+    # A large step so that the changed weights move the probabilities well above the tolerance.
+    model.compile(optimizer=tt.optimizers.SGD(0.1), loss="sparse_categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=5, verbose=0)
+    assert len(base._fine_tuned) > 0
+    expected = model.predict(x, verbose=0)
+
+    fresh = tt.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights="imagenet_ptq")
+    unchanged = tt.Sequential([fresh, layers.GlobalAveragePooling2D(), layers.Dense(5, activation="softmax")])
+    unchanged.build((None, 224, 224, 3))
+    unchanged.layers[-1].set_weights(model.layers[-1].get_weights())
+    original = unchanged.predict(x, verbose=0)
+    assert np.abs(original - expected).max() > 1e-3
+
+    path = tmp_path / "ft.tflite"
+    model.export(path, labels=CLASSES, verbose=False)
+    np.testing.assert_allclose(_litert_run(path, x), expected, rtol=0, atol=1e-5)
+    onnx_path = tmp_path / "ft.onnx"
+    model.export(onnx_path, format="onnx", verbose=False)
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"input": x})[0], expected, rtol=0, atol=1e-5)
