@@ -51,3 +51,31 @@ def test_flowers_job_checks_its_output_folder_before_training(tmp_path):
     # directory does not exist: the output check must come first (before any data or training).
     with pytest.raises(OSError, match="a_file/out.*cannot be written.*--output"):
         flowers.run(directory=str(tmp_path / "no_such_photos"), output=str(blocker / "out"), print_fn=lambda *a: None)
+
+
+def test_load_img_refuses_a_target_size_over_the_pixel_limit(tmp_path):
+    from conftest import FLOWERS
+
+    photo = sorted((FLOWERS / "daisy").iterdir())[0]
+    # Before: NumPy's "Unable to allocate ... EiB" MemoryError, naming no argument.
+    with pytest.raises(ValueError, match=r"`target_size` asks for 1000000000000000000 pixels.*"
+                                         r"Received: target_size=\(1000000000, 1000000000\)"):
+        tt.data.load_img(photo, target_size=(10**9, 10**9))
+    h, w, _ = tt.data.load_img(photo).shape
+    with pytest.raises(ValueError, match=f"asks for {h * (w + 1)} pixels, over the limit of {h * w}"):
+        tt.data.load_img(photo, target_size=(h, w + 1), max_pixels=h * w)
+    assert tt.data.load_img(photo, target_size=(h, w), max_pixels=h * w).shape == (h, w, 3)
+
+
+@pytest.mark.parametrize("labels", [["a", None, "c"], "abc", [1, 2, 3]], ids=["None", "str", "ints"])
+def test_export_labels_must_be_class_name_strings(model, tmp_path, labels):
+    # Before: [1, None, 3] was written as "1", "None", "3", and "abc" as three one-letter names.
+    with pytest.raises(ValueError, match=r"`labels` must be a list of 3 class names \(str\)"):
+        model.export(tmp_path / "m.tflite", labels=labels, verbose=False)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_export_creates_a_missing_folder_as_save_does(model, tmp_path):
+    path = tmp_path / "new" / "deeper" / "m.tflite"
+    size = model.export(path, labels=["a", "b", "c"], verbose=False)
+    assert path.stat().st_size == size > 0

@@ -163,11 +163,17 @@ def load_img(path, target_size=None, interpolation="bilinear", crop_to_aspect_ra
 
     Raises:
       ImageDecodeError, FileNotFoundError, OSError: as `decode_image`.
-      ValueError: bad `target_size` or `interpolation`.
+      ValueError: bad `target_size` (also one over `max_pixels` pixels) or `interpolation`.
     """
     code = _interp_code(interpolation)
     size = None if target_size is None else _check_size(target_size, "target_size")
-    img = decode_image(path, max_pixels=max_pixels)
+    img = decode_image(path, max_pixels=max_pixels)  # also checks `max_pixels`
+    limit = get_max_pixels() if max_pixels is None else max_pixels
+    if size is not None and size[0] * size[1] > limit:
+        # The decoder's limit applies to the resized output too: else NumPy fails with a
+        # MemoryError that names no argument.
+        raise ValueError(f"`target_size` asks for {size[0] * size[1]} pixels, over the limit of {limit} "
+                         f"(`max_pixels`, `set_max_pixels`). Received: target_size={target_size!r}")
     if size is None:
         return img
     return _core.resize(_default_pool(), img[None], size[0], size[1], code, False, bool(crop_to_aspect_ratio), True)[0]

@@ -65,6 +65,9 @@ def export_model(model, filepath, format="litert", input_dtype="uint8", labels=N
         labels = getattr(model, "class_names", None)
     g = from_sequential(model, input_dtype=input_dtype, labels=labels)
     path = os.fspath(filepath)
+    # As Sequential.save: a missing parent folder is created (not an OSError after the work).
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     if format == "onnx":
         from .onnx_export import write_onnx
 

@@ -254,8 +254,13 @@ def from_sequential(model, input_dtype="uint8", labels=None):
                                       f"({type(layer).__name__}).")
     g.outputs = [x]
     if labels is not None:
-        labels = [str(s) for s in labels]
         n_out = g.shape(x)[-1]
+        # A str is iterable (one "name" per character) and str(None) is "None": both would
+        # write a file whose class names are silently wrong, so only a sequence of str passes.
+        if isinstance(labels, (str, bytes)) or not all(isinstance(s, str) for s in labels):
+            raise ValueError(f"`labels` must be a list of {n_out} class names (str). "
+                             f"Received: labels={labels!r:.200}")
+        labels = [str(s) for s in labels]
         if len(labels) != n_out or any("\n" in s for s in labels):
             raise ValueError(f"`labels` must be {n_out} class names (one per output, no newlines). "
                              f"Received: {len(labels)} names")
