@@ -273,10 +273,17 @@ dnnl_memory_t tt_const_bytes(tt_engine *e, const_dnnl_memory_desc_t md, const vo
 /* Runtime scales argument: f32 [n]. Runtime zero point argument: s32 [1]. NULL on failure. */
 dnnl_memory_t tt_scales_memory(tt_engine *e, const float *scales, int64_t n);
 dnnl_memory_t tt_zero_point_memory(tt_engine *e, int32_t zp);
+/* Appends to op i's steps a quantizing reorder of value xv (float, or s8 with its own
+ * scale) into a new s8 value of tensor t with t's scale and zero point:
+ * q = round(real / scale) + zp (uint8 tensors as s8, zp - 128). The new value, -1 on
+ * failure (error set). Used by QUANTIZE and for a uint8 model input that no QUANTIZE
+ * op converts (the quant-aware file). */
+int32_t tt_quantize_value(tt_engine *e, int32_t i, int32_t xv, int32_t t);
 /* s8 copy of a per-channel symmetric weight tensor t (TFLite layout, dequantized floats
  * in the model) requantized exactly: q = round(w / scale[c]) along its quantized
- * dimension; *scales = the file's scales. NULL (error set) unless t is per-channel
- * (or per-tensor) int8 with zero points 0. */
+ * dimension; *scales = the file's scales. Per-tensor uint8 weights with a zero point
+ * are converted once (exactly when q - zp fits in s8, else per-channel; quant.c).
+ * NULL (error set) for any other scheme. */
 const int8_t *tt_weights_s8(tt_engine *e, int32_t i, int32_t t, const float **scales, int32_t *n_scales);
 
 #endif /* TT_BUILD_H */

@@ -35,8 +35,10 @@ typedef struct tt_engine tt_engine;
  *         float input is quantized by the model's QUANTIZE op, int8 outputs are
  *         dequantized by the output reorder, and average pooling / MEAN computes
  *         in float from the dequantized int8 values (so the pooled features are
- *         not rounded to int8). Models or ops outside this scheme (uint8 weights
- *         with zero points, unfused ADD, ops after the pooling): TT_UNSUPPORTED. */
+ *         not rounded to int8). uint8 files (activations shifted to s8 exactly,
+ *         per-tensor weights with zero points converted once: engine/quant.c) and
+ *         a quantized model input without QUANTIZE op are taken. Models or ops
+ *         outside this scheme (unfused ADD, ops after the pooling): TT_UNSUPPORTED. */
 typedef enum tt_precision { TT_PRECISION_F32 = 0, TT_PRECISION_BF16 = 1, TT_PRECISION_INT8 = 2 } tt_precision;
 
 /* True when oneDNN dispatches bfloat16 kernels with native instructions here

@@ -179,6 +179,13 @@ static tt_status conv_forward_int8(tt_engine *e, int32_t i, const conv_geo *g) {
     int32_t n_ws = 0;
     const int8_t *wq = tt_weights_s8(e, i, op->inputs[1], &wscales, &n_ws);
     if (!wq) return TT_UNSUPPORTED;
+    if (tt_md_dt(x->md) == dnnl_f32 && !(x->qscale > 0.f) && op->inputs[0] == m->inputs[0] &&
+        m->tensors[m->inputs[0]].quant.n == 1) {
+        /* a quantized model input read by the conv directly (no QUANTIZE op: the
+         * quant-aware file's uint8 input): quantize the caller's floats with its params */
+        if ((xv = tt_quantize_value(e, i, xv, op->inputs[0])) < 0) return TT_RUNTIME_ERROR;
+        x = &e->values[xv];
+    }
     if (tt_md_dt(x->md) != dnnl_s8 || !(x->qscale > 0.f))
         return tt_error(TT_UNSUPPORTED, "operator %d (%s): int8 needs an int8 input from a QUANTIZE or an int8 op", i,
                         OPNAME(op));

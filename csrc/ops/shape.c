@@ -105,52 +105,14 @@ static int concat_mixes(const tt_model *m, int32_t i, const tt_shape *shapes) {
 /* ---- forward ------------------------------------------------------------------------------- */
 
 /* QUANTIZE in an int8 engine: x (float, or int8 with its own scale) -> y s8 with the
- * output tensor's scale and zero point, by one reorder: q = round(real / scale) + zp. */
+ * output tensor's scale and zero point (tt_quantize_value). */
 static tt_status quantize_int8(tt_engine *e, int32_t i, int32_t xv) {
     const tt_op *op = &e->model->ops[i];
-    float ys, xs = e->values[xv].qscale;
-    int32_t yz, xz = e->values[xv].qzp;
-    tt_status s = tt_tensor_qparams(e, i, op->output, &ys, &yz);
-    if (s) return s;
-    if (e->model->tensors[op->output].type != TT_TFLITE_INT8)
+    int32_t type = e->model->tensors[op->output].type;
+    if (type != TT_TFLITE_INT8 && type != TT_TFLITE_UINT8)
         return tt_error(TT_UNSUPPORTED, "operator %d (QUANTIZE): int8 engines keep activations as int8; this one "
                         "outputs another type", i);
-    dnnl_memory_desc_t ymd = tt_md_for_shape(e, &e->shapes[op->output]);
-    int64_t dims[DNNL_MAX_NDIMS], strides[DNNL_MAX_NDIMS];
-    if (!ymd) return TT_RUNTIME_ERROR;
-    int nd = tt_md_ndims(ymd);
-    tt_md_dims(ymd, dims);
-    const dnnl_dims_t *st_ = NULL;
-    dnnl_memory_desc_query(ymd, dnnl_query_strides, &st_);
-    memcpy(strides, *st_, sizeof(int64_t) * (size_t)nd);
-    dnnl_memory_desc_t y8 = NULL;
-    if (dnnl_memory_desc_create_with_strides(&y8, nd, dims, dnnl_s8, strides) != dnnl_success)
-        return tt_error(TT_RUNTIME_ERROR, "operator %d: int8 descriptor", i);
-    dnnl_memory_desc_t ymd8 = tt_md_clone(e, y8);
-    dnnl_memory_desc_destroy(y8);
-    int32_t yv = ymd8 ? tt_new_value(e, op->output, ymd8, e->last_use[op->output]) : -1;
-    dnnl_memory_t m_xs = xs > 0.f ? tt_scales_memory(e, &xs, 1) : NULL, m_xz = xs > 0.f ? tt_zero_point_memory(e, xz) : NULL;
-    dnnl_memory_t m_ys = tt_scales_memory(e, &ys, 1), m_yz = tt_zero_point_memory(e, yz);
-    if (yv < 0 || !m_ys || !m_yz || (xs > 0.f && (!m_xs || !m_xz))) return TT_RUNTIME_ERROR;
-    e->values[yv].qscale = ys;
-    e->values[yv].qzp = yz;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_status_t st = dnnl_primitive_attr_create(&attr);
-    if (st == dnnl_success) st = dnnl_primitive_attr_set_scales_mask(attr, DNNL_ARG_DST, 0);
-    if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(attr, DNNL_ARG_DST, 0);
-    if (st == dnnl_success && xs > 0.f) st = dnnl_primitive_attr_set_scales_mask(attr, DNNL_ARG_SRC, 0);
-    if (st == dnnl_success && xs > 0.f) st = dnnl_primitive_attr_set_zero_points_mask(attr, DNNL_ARG_SRC, 0);
-    dnnl_primitive_desc_t pd = NULL;
-    if (st == dnnl_success)
-        st = dnnl_reorder_primitive_desc_create(&pd, e->values[xv].md, e->eng, e->values[yv].md, e->eng, attr);
-    dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return tt_dnnl_fail(e, i, "quantizing reorder", st);
-    dnnl_exec_arg_t args[6] = {{DNNL_ARG_FROM, e->values[xv].mem}, {DNNL_ARG_TO, e->values[yv].mem},
-                               {DNNL_ARG_ATTR_SCALES | DNNL_ARG_DST, m_ys},
-                               {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_DST, m_yz},
-                               {DNNL_ARG_ATTR_SCALES | DNNL_ARG_SRC, m_xs},
-                               {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, m_xz}};
-    return tt_add_primitive(e, i, pd, xs > 0.f ? 6 : 4, args);
+    return tt_quantize_value(e, i, xv, op->output) < 0 ? TT_RUNTIME_ERROR : TT_OK;
 }
 
 /* Builds op i. RESHAPE: y = x's plain bytes with y's shape; QUANTIZE/DEQUANTIZE: y = x. */

@@ -614,9 +614,13 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         name): None or "float32" (default), "mixed_bfloat16" (convolutions in
         bfloat16 with float32 accumulation, outputs float32; needs AVX512_BF16 or
         AMX, else ValueError), "int8" (the file's own quantization on oneDNN
-        int8 primitives; needs include_top=False and a file with int8
-        per-channel weights, e.g. "imagenet_ptq", else ValueError; uint8 images
-        are dequantized with the file's input scale and zero point).
+        int8 primitives; needs include_top=False and a quantized file, else
+        ValueError: "imagenet_ptq" (int8 per-channel weights) runs as stored;
+        "imagenet_quant" (uint8 per-tensor weights with zero points, which
+        oneDNN's CPU convolutions cannot take) is converted once at build,
+        exactly per output channel where it fits in int8, else requantized
+        symmetric per channel; uint8 images are dequantized with the file's
+        input scale and zero point).
 
     Returns:
       MobileNetV2Model.
