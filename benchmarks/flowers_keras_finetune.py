@@ -12,7 +12,12 @@ weights, show what Keras reaches with the same recipe and weights"). Per seed, o
   tests, imported, so the mapping is the one the tests check);
 * model as ``tflite_transfer.flowers`` builds its augmented run: RandomFlip("horizontal"),
   RandomBrightness(0.2), RandomContrast(0.2) (Keras' default value_range (0, 255), on the raw
-  pixels), ``mobilenet_v2.preprocess_input``, ``base(x, training=False)``,
+  pixels), ``mobilenet_v2.preprocess_input``, the base in inference mode (``--bn-mode
+  inference``, default: a wrapper layer that calls ``base(x, training=False)``, because Keras 3's
+  ``fit`` overrides that argument written in the functional graph once the base is unfrozen,
+  keras-team/keras#20285, and batch norm then normalizes with batch statistics: with these
+  folded weights (gamma 1, moving variance 1 - eps) the model collapses to chance, measured
+  0.22 after the first fine-tuning epoch; ``--bn-mode tutorial`` reproduces it),
   GlobalAveragePooling2D, Dropout(0.2), Dense(5, softmax); sparse categorical cross-entropy;
 * stage 1: base frozen, Adam(1e-3), ``epochs`` (10) epochs;
 * stage 2 (the tutorial's): ``base.trainable = True``, ``for layer in base.layers[:100]:
@@ -88,6 +93,25 @@ def _history(h):
     return {"epoch": [int(e) for e in h.epoch], **{k: [float(v) for v in vs] for k, vs in h.history.items()}}
 
 
+def _inference_mode(keras, inner):
+    """`inner` always called with training=False. Keras 3's Functional.call passes fit's
+    training=True to every layer of a nested model, overriding the tutorial's
+    ``base(x, training=False)`` (keras-team/keras#20285): once the base is unfrozen its batch
+    norm layers normalize with batch statistics. A layer's own explicit argument is kept,
+    so this wrapper keeps batch norm in inference mode, as the tutorial intends and as our
+    folded graph always runs."""
+
+    class InferenceMode(keras.layers.Layer):
+        def __init__(self, layer, **kwargs):
+            super().__init__(**kwargs)
+            self.layer = layer
+
+        def call(self, x, training=None):
+            return self.layer(x, training=False)
+
+    return InferenceMode(inner, name="base_inference_mode")
+
+
 def one_seed(seed, args, record, save):
     """Both stages for one seed; fills `record` and calls save() after each stage."""
     import keras
@@ -118,7 +142,10 @@ def one_seed(seed, args, record, save):
                           keras.layers.RandomBrightness(0.2, seed=seed),
                           keras.layers.RandomContrast(0.2, seed=seed)], name="augmentation")(inputs)
     x = keras.applications.mobilenet_v2.preprocess_input(x)
-    x = base(x, training=False)
+    if args.bn_mode == "inference":
+        x = _inference_mode(keras, base)(x)
+    else:  # the tutorial's line, which Keras 3's fit overrides once the base is unfrozen
+        x = base(x, training=False)
     x = keras.layers.GlobalAveragePooling2D()(x)
     x = keras.layers.Dropout(0.2)(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
@@ -186,6 +213,10 @@ def main():
     ap.add_argument("--fine-tune-learning-rate", type=float, default=1e-5)
     ap.add_argument("--gamma", choices=("frozen", "trainable"), default="frozen",
                     help="batch norm gamma in stage 2 (frozen: Keras trains exactly our folded parameters)")
+    ap.add_argument("--bn-mode", choices=("inference", "tutorial"), default="inference",
+                    help="inference: batch norm kept in inference mode in stage 2 (the tutorial's intent, "
+                         "our job's behaviour); tutorial: base(x, training=False) as the tutorial writes it, "
+                         "which Keras 3 overrides after unfreezing (batch statistics)")
     ap.add_argument("--threads", type=int, default=2, help="TensorFlow intra- and inter-op threads")
     ap.add_argument("--take", type=int, default=0, help="only the first N batches of each subset (a smoke test)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "flowers_keras_finetune.json"))
@@ -220,6 +251,7 @@ def main():
                    "fine_tune_at": args.fine_tune_at, "fine_tune_epochs": args.fine_tune_epochs,
                    "fine_tune_optimizer": f"RMSprop({args.fine_tune_learning_rate})",
                    "initial_epoch": "history.epoch[-1]", "batch_norm_gamma_in_stage_2": args.gamma,
+                   "batch_norm_mode": args.bn_mode,
                    "take_batches": args.take or None},
         "seeds": seeds, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "loadavg_start": _loadavg(), "per_seed": [], "summary": {},
