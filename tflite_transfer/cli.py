@@ -30,7 +30,7 @@ def _common(p, epochs=10):
     p.add_argument("--validation-split", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
-    p.add_argument("--dtype", default="float32", choices=("float32", "mixed_bfloat16", "int8"),
+    p.add_argument("--dtype", default="float32", choices=("float32", "mixed_bfloat16", "int8", "int8_tflite"),
                    help="precision of the frozen base (bf16 needs AVX512_BF16/AMX; int8: the file's own "
                         "quantization; both need --no-fine-tune). Default %(default)s")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))

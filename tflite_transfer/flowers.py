@@ -40,7 +40,7 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
       augment (tuple of bool): which runs to do: False = no augmentation, True = augmentation.
       weights (str): "imagenet" or a .tflite path for MobileNetV2.
       dtype (str | None): the frozen base's precision, MobileNetV2's `dtype`: None /
-        "float32", "mixed_bfloat16" or "int8" (int8 and bf16 engines are inference
+        "float32", "mixed_bfloat16", "int8" or "int8_tflite" (int8 and bf16 engines are inference
         only: with a dtype other than float32, `fine_tune` must be False).
       output (str | None): folder for the saved models and summary.json (None: don't save).
       verbose (0 | 1 | 2): fit's verbosity.

@@ -168,7 +168,7 @@ static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h
     e->output_tensor = output_tensor;
     e->train_from = train_from;
     e->precision = precision;
-    e->conv_dt = precision == TT_PRECISION_BF16 ? dnnl_bf16 : precision == TT_PRECISION_INT8 ? dnnl_s8 : dnnl_f32;
+    e->conv_dt = precision == TT_PRECISION_BF16 ? dnnl_bf16 : tt_is_int8(e) ? dnnl_s8 : dnnl_f32;
     /* primitives are created for the thread count they will run with */
     e->num_threads = tt_use_num_threads(0);
     size_t nt = (size_t)model->n_tensors + 1, no = (size_t)model->n_ops + 1;
@@ -273,7 +273,8 @@ tt_status tt_engine_create_precision(const tt_model *model, int32_t batch, int32
                                      int32_t output_tensor, tt_precision precision, tt_engine **out) {
     *out = NULL;
     int32_t end = model->n_ops;
-    if (precision != TT_PRECISION_F32 && precision != TT_PRECISION_BF16 && precision != TT_PRECISION_INT8)
+    if (precision != TT_PRECISION_F32 && precision != TT_PRECISION_BF16 && precision != TT_PRECISION_INT8 &&
+        precision != TT_PRECISION_INT8_TFLITE)
         return tt_error(TT_INVALID_ARGUMENT, "unknown engine precision %d", (int)precision);
     if (precision == TT_PRECISION_BF16 && !tt_cpu_has_bf16())
         return tt_error(TT_UNSUPPORTED, "bfloat16 needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "

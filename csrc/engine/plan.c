@@ -134,6 +134,7 @@ static bool is_view_op(const tt_op *op) { return op->kind->view != 0; }
 void tt_plan_fusion(tt_engine *e) {
     const tt_model *m = e->model;
     for (int32_t i = 0; i < m->n_ops; i++) e->fuse_add[i] = -1;
+    if (e->precision == TT_PRECISION_INT8_TFLITE) return; /* TFLite rounds the conv output, then adds */
     for (int32_t k = 0; k < m->n_ops; k++) {
         const tt_op *add = &m->ops[k];
         /* a trainable ADD stays an ADD: the sum post-op would overwrite its input */

@@ -176,3 +176,182 @@ const int8_t *tt_weights_s8(tt_engine *e, int32_t i, int32_t t, const float **sc
     *n_scales = q->n;
     return out;
 }
+
+/* ---- TFLite's integer arithmetic (TT_PRECISION_INT8_TFLITE) ------------------------------
+ * The same operations as TFLite's reference integer kernels (tensorflow/lite/kernels/
+ * internal: QuantizeMultiplier in quantization_util.cc; SaturatingRoundingDoublingHighMul
+ * and RoundingDivideByPOT from gemmlowp; MultiplyByQuantizedMultiplier in common.h, the
+ * default double-rounding form; reference_integer_ops conv, depthwise_conv and add), so
+ * that an int8 engine in this mode reproduces LiteRT's reference output bit for bit:
+ * oneDNN accumulates the convolution exactly in int32 (s8 x s8, source zero point, no
+ * scales), then these kernels requantize. Slower than the default int8 path (one more
+ * pass over an int32 tensor per convolution, one thread), which requantizes in float32. */
+
+void tt_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift) {
+    if (real == 0.0) {
+        *multiplier = 0;
+        *shift = 0;
+        return;
+    }
+    int e = 0;
+    double q = frexp(real, &e); /* real = q * 2^e, q in [0.5, 1) */
+    int64_t q_fixed = llround(q * (double)(1LL << 31));
+    if (q_fixed == (1LL << 31)) { /* rounded up to 1.0 */
+        q_fixed /= 2;
+        ++e;
+    }
+    if (e < -31) { /* too small to represent: zero, as TFLite */
+        e = 0;
+        q_fixed = 0;
+    }
+    *multiplier = (int32_t)q_fixed;
+    *shift = e;
+}
+
+static inline int32_t srdhm(int32_t a, int32_t b) { /* SaturatingRoundingDoublingHighMul */
+    if (a == b && a == INT32_MIN) return INT32_MAX;
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? (1LL << 30) : (1 - (1LL << 30));
+    return (int32_t)((ab + nudge) / (1LL << 31)); /* C division truncates toward zero, as gemmlowp's */
+}
+
+static inline int32_t rdbpot(int32_t x, int exponent) { /* RoundingDivideByPOT: x / 2^exponent, ties away from 0 */
+    int32_t mask = (int32_t)((1LL << exponent) - 1);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t mbqm(int32_t x, int32_t multiplier, int32_t shift) {
+    int left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    /* x * 2^left wraps as TFLite's int32 multiplication does (never for these models) */
+    return rdbpot(srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
+
+int32_t tt_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift) {
+    return mbqm(x, multiplier, shift);
+}
+
+/* One NHWC row of requant_kernel: o[c] = clamp(MBQM(a[c] + bias[c], mult[c], shift[c]) + zp, lo, hi).
+ * The same arithmetic as mbqm, written without branches so that the compiler vectorizes
+ * it; compiled for AVX-512 / AVX2 / baseline and picked at load (GCC target_clones).
+ * mult[c] is QuantizeMultiplier's output: 0 or in [2^30, 2^31), so SaturatingRounding-
+ * DoublingHighMul's one saturating case (both operands INT32_MIN) cannot occur. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+__attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
+#endif
+static void requant_row(const int32_t *a, int8_t *o, int64_t n, const int32_t *bias, const int32_t *mult,
+                        const int32_t *shift, int32_t zp, int32_t lo, int32_t hi) {
+    for (int64_t c = 0; c < n; c++) {
+        int32_t sh = shift[c];
+        int32_t left = sh > 0 ? sh : 0, right = sh > 0 ? 0 : -sh;
+        int32_t x = (int32_t)((uint32_t)(a[c] + bias[c]) << left);
+        int64_t ab = (int64_t)x * (int64_t)mult[c];
+        int64_t t = ab + (ab >= 0 ? (1LL << 30) : (1 - (1LL << 30)));
+        int32_t q = (int32_t)((t + ((t >> 63) & ((1LL << 31) - 1))) >> 31); /* t / 2^31 toward zero */
+        int32_t mask = (int32_t)((1LL << right) - 1);
+        int32_t thr = (mask >> 1) + (q < 0 ? 1 : 0);
+        int32_t v = (q >> right) + ((q & mask) > thr ? 1 : 0) + zp;
+        o[c] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
+    }
+}
+
+/* p: [0] elements, [1] channels C (innermost), [2] bias int32 [C] (pointer), [3] multiplier
+ * int32 [C] (pointer), [4] shift int32 [C] (pointer), [5] output zero point, [6] clamp min,
+ * [7] clamp max. acc: s32 [elements / C, C] (NHWC); y: s8 [elements / C, C] (NHWC). */
+static void requant_kernel(const tt_step *s) {
+    void *sp = NULL, *dp = NULL;
+    dnnl_memory_get_data_handle(s->args[0].memory, &sp);
+    dnnl_memory_get_data_handle(s->args[1].memory, &dp);
+    const int32_t *acc = (const int32_t *)sp;
+    int8_t *y = (int8_t *)dp;
+    const int64_t *p = s->p;
+    int64_t n = p[0], c_ = p[1];
+    const int32_t *bias = (const int32_t *)(intptr_t)p[2], *mult = (const int32_t *)(intptr_t)p[3],
+                  *shift = (const int32_t *)(intptr_t)p[4];
+    int32_t zp = (int32_t)p[5], lo = (int32_t)p[6], hi = (int32_t)p[7];
+    int64_t rows = n / c_;
+    /* OpenMP as oneDNN: the engine set this thread's team size (tt_use_num_threads) */
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++)
+        requant_row(acc + r * c_, y + r * c_, c_, bias, mult, shift, zp, lo, hi);
+}
+
+/* TFLite's CalculateActivationRangeQuantized for an int8 output (scale, zero point). */
+static void activation_range(tt_activation act, float scale, int32_t zp, int32_t *lo, int32_t *hi) {
+    *lo = -128;
+    *hi = 127;
+    if (act == TT_ACT_RELU || act == TT_ACT_RELU6) {
+        int32_t z = zp + (int32_t)roundf(0.f / scale);
+        if (z > *lo) *lo = z;
+    }
+    if (act == TT_ACT_RELU6) {
+        int32_t six = zp + (int32_t)roundf(6.f / scale);
+        if (six < *hi) *hi = six;
+    }
+}
+
+tt_status tt_add_requant_step(tt_engine *e, int32_t i, dnnl_memory_t acc, dnnl_memory_t y, int64_t elements,
+                              int64_t channels, const float *bias, const float *bias_scales, int32_t n_bias_scales,
+                              float x_scale, const float *w_scales, int32_t n_w_scales, float y_scale, int32_t y_zp,
+                              tt_activation act) {
+    int32_t *b = (int32_t *)tt_own_buffer(e, sizeof(int32_t) * (size_t)channels);
+    int32_t *mult = (int32_t *)tt_own_buffer(e, sizeof(int32_t) * (size_t)channels);
+    int32_t *shift = (int32_t *)tt_own_buffer(e, sizeof(int32_t) * (size_t)channels);
+    if (!b || !mult || !shift) return tt_oom();
+    for (int64_t c = 0; c < channels; c++) {
+        /* the file's int32 bias: the reader stored bias_q * scale; |bias_q| < 2^22 round-trips */
+        float bs = bias && n_bias_scales > 0 ? bias_scales[n_bias_scales > 1 ? c : 0] : 0.f;
+        b[c] = bias && bs > 0.f ? (int32_t)lrint((double)bias[c] / (double)bs) : 0;
+        double real = (double)x_scale * (double)w_scales[n_w_scales > 1 ? c : 0] / (double)y_scale;
+        tt_quantize_multiplier(real, &mult[c], &shift[c]);
+    }
+    int32_t lo, hi;
+    activation_range(act, y_scale, y_zp, &lo, &hi);
+    (void)i;
+    int64_t p[12] = {elements, channels, (int64_t)(intptr_t)b, (int64_t)(intptr_t)mult, (int64_t)(intptr_t)shift,
+                     y_zp, lo, hi};
+    return tt_add_c_step(e, requant_kernel, acc, y, p, 8);
+}
+
+/* p: [0] elements, [1] -zp_a, [2] -zp_b, [3] zp_y, [4] multiplier a, [5] shift a,
+ * [6] multiplier b, [7] shift b, [8] multiplier y, [9] shift y, [10] clamp min, [11] clamp max.
+ * args[0] a, args[2] b: s8 [elements] (same layout); args[1] y: s8 [elements]. */
+static void add_kernel(const tt_step *s) {
+    void *ap = NULL, *yp = NULL, *bp = NULL;
+    dnnl_memory_get_data_handle(s->args[0].memory, &ap);
+    dnnl_memory_get_data_handle(s->args[1].memory, &yp);
+    dnnl_memory_get_data_handle(s->args[2].memory, &bp);
+    const int8_t *a = (const int8_t *)ap, *b = (const int8_t *)bp;
+    int8_t *y = (int8_t *)yp;
+    const int64_t *p = s->p;
+#pragma omp parallel for schedule(static)
+    for (int64_t k = 0; k < p[0]; k++) {
+        int32_t va = ((int32_t)p[1] + a[k]) * (1 << 20), vb = ((int32_t)p[2] + b[k]) * (1 << 20);
+        int32_t sa = rdbpot(srdhm(va, (int32_t)p[4]), (int)-p[5]);
+        int32_t sb = rdbpot(srdhm(vb, (int32_t)p[6]), (int)-p[7]);
+        int32_t v = rdbpot(srdhm(sa + sb, (int32_t)p[8]), (int)-p[9]) + (int32_t)p[3];
+        y[k] = (int8_t)(v < p[10] ? p[10] : v > p[11] ? p[11] : v);
+    }
+}
+
+tt_status tt_add_int8_add_step(tt_engine *e, dnnl_memory_t a, dnnl_memory_t b, dnnl_memory_t y, int64_t elements,
+                               float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float y_scale, int32_t y_zp,
+                               tt_activation act) {
+    /* TFLite's int8 ADD preparation (add.cc): inputs rescaled to twice the larger scale,
+     * left-shifted by 20 bits, summed, then rescaled to the output. */
+    double twice_max = 2.0 * (double)(a_scale > b_scale ? a_scale : b_scale);
+    int32_t ma, sa, mb, sb, my, sy, lo, hi;
+    tt_quantize_multiplier((double)a_scale / twice_max, &ma, &sa);
+    tt_quantize_multiplier((double)b_scale / twice_max, &mb, &sb);
+    tt_quantize_multiplier(twice_max / ((double)(1 << 20) * (double)y_scale), &my, &sy);
+    activation_range(act, y_scale, y_zp, &lo, &hi);
+    int64_t p[12] = {elements, -a_zp, -b_zp, y_zp, ma, sa, mb, sb, my, sy, lo, hi};
+    tt_status s = tt_add_c_step(e, add_kernel, a, y, p, 12);
+    if (s) return s;
+    tt_step *st = &e->cur->s[e->cur->n - 1];
+    st->args[2].arg = DNNL_ARG_SRC_1;
+    st->args[2].memory = b;
+    st->nargs = 3;
+    return TT_OK;
+}

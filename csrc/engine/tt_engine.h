@@ -38,8 +38,18 @@ typedef struct tt_engine tt_engine;
  *         not rounded to int8). uint8 files (activations shifted to s8 exactly,
  *         per-tensor weights with zero points converted once: engine/quant.c) and
  *         a quantized model input without QUANTIZE op are taken. Models or ops
- *         outside this scheme (unfused ADD, ops after the pooling): TT_UNSUPPORTED. */
-typedef enum tt_precision { TT_PRECISION_F32 = 0, TT_PRECISION_BF16 = 1, TT_PRECISION_INT8 = 2 } tt_precision;
+ *         outside this scheme (unfused ADD, ops after the pooling): TT_UNSUPPORTED.
+ *   INT8_TFLITE: INT8 with TFLite's own integer arithmetic after oneDNN's exact int32
+ *         accumulation: per-channel fixed-point requantization (QuantizeMultiplier,
+ *         double rounding), the activation clamp, and the residual ADD as TFLite's
+ *         integer ADD (not fused), so every int8 tensor equals LiteRT's reference
+ *         kernels' (engine/quant.c). Slower: one int32 pass per convolution, in C. */
+typedef enum tt_precision {
+    TT_PRECISION_F32 = 0,
+    TT_PRECISION_BF16 = 1,
+    TT_PRECISION_INT8 = 2,
+    TT_PRECISION_INT8_TFLITE = 3
+} tt_precision;
 
 /* True when oneDNN dispatches bfloat16 kernels with native instructions here
  * (AVX512_BF16 or AMX: dnnl_get_effective_cpu_isa() >= avx512_core_bf16). */

@@ -162,6 +162,79 @@ static tt_status conv_attr_int8(tt_engine *e, int32_t i, bool dw, int32_t n_wsca
     return TT_OK;
 }
 
+/* The TFLite filter layout over oneDNN's logical dims (g->w_user) as s8; engine-owned. NULL on failure. */
+static dnnl_memory_desc_t int8_weights_md(tt_engine *e, int32_t i, const conv_geo *g) {
+    int64_t wdims[DNNL_MAX_NDIMS], wstr[DNNL_MAX_NDIMS];
+    int wnd = tt_md_ndims(g->w_user);
+    tt_md_dims(g->w_user, wdims);
+    const dnnl_dims_t *ws = NULL;
+    dnnl_memory_desc_query(g->w_user, dnnl_query_strides, &ws);
+    memcpy(wstr, *ws, sizeof(int64_t) * (size_t)wnd);
+    dnnl_memory_desc_t w_user8 = NULL;
+    if (dnnl_memory_desc_create_with_strides(&w_user8, wnd, wdims, dnnl_s8, wstr) != dnnl_success) {
+        tt_error(TT_RUNTIME_ERROR, "operator %d: int8 weights descriptor", i);
+        return NULL;
+    }
+    dnnl_memory_desc_t w_user = tt_md_clone(e, w_user8);
+    dnnl_memory_desc_destroy(w_user8);
+    return w_user;
+}
+
+/* Op i in an INT8_TFLITE engine: oneDNN accumulates sum((x - x_zp) * w) exactly into s32
+ * [N, H, W, C] (NHWC; no scales, no bias, no post-ops), then TFLite's integer
+ * requantization (engine/quant.c) writes y s8 [N, H, W, C] with the output tensor's
+ * scale and zero point. Never fused with the ADD after it (TFLite rounds y first). */
+static tt_status conv_forward_int8_tflite(tt_engine *e, int32_t i, const conv_geo *g, int32_t xv, const int8_t *wq,
+                                          const float *wscales, int32_t n_ws) {
+    const tt_op *op = &e->model->ops[i];
+    float y_scale;
+    int32_t y_zp;
+    tt_status s = tt_tensor_qparams(e, i, op->output, &y_scale, &y_zp);
+    if (s) return s;
+    dnnl_memory_desc_t w_user = int8_weights_md(e, i, g);
+    int64_t yd[DNNL_MAX_NDIMS];
+    tt_md_dims(g->dst_any, yd);
+    dnnl_memory_desc_t acc_md = w_user ? tt_md_tag_dt(e, 4, yd, dnnl_s32, dnnl_nhwc) : NULL;
+    dnnl_memory_desc_t y_md = acc_md ? tt_md_tag_dt(e, 4, yd, dnnl_s8, dnnl_nhwc) : NULL;
+    if (!y_md) return TT_RUNTIME_ERROR;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_unimplemented;
+    for (int attempt = 0; attempt < 2 && st != dnnl_success; attempt++) {
+        dnnl_primitive_attr_t attr = NULL;
+        st = dnnl_primitive_attr_create(&attr);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_zero_points_mask(attr, DNNL_ARG_SRC, 0);
+        if (st == dnnl_success)
+            st = dnnl_convolution_forward_primitive_desc_create(
+                &pd, e->eng, dnnl_forward_inference, dnnl_convolution_direct,
+                attempt == 0 ? e->values[xv].md : g->src_any, g->w_any, NULL, acc_md, g->strides, g->dilates,
+                g->pad_l, g->pad_r, attr);
+        dnnl_primitive_attr_destroy(attr);
+    }
+    if (st != dnnl_success) return tt_dnnl_fail(e, i, "int8 (TFLite arithmetic) convolution descriptor", st);
+    const_dnnl_memory_desc_t src_md = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const_dnnl_memory_desc_t w_md = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    float x_scale = e->values[xv].qscale;
+    dnnl_memory_t src = tt_value_as(e, i, xv, src_md);
+    dnnl_memory_t wmem = src ? tt_const_memory(e, i, (const float *)(const void *)wq, w_user, w_md) : NULL;
+    dnnl_memory_t m_xz = wmem ? tt_zero_point_memory(e, e->values[xv].qzp) : NULL;
+    int32_t accv = m_xz ? tt_new_value(e, -1, acc_md, e->now) : -1;
+    int32_t yv = accv >= 0 ? tt_new_value(e, op->output, y_md, e->last_use[op->output]) : -1;
+    if (yv < 0) {
+        dnnl_primitive_desc_destroy(pd);
+        return TT_RUNTIME_ERROR;
+    }
+    e->values[yv].qscale = y_scale;
+    e->values[yv].qzp = y_zp;
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wmem}, {DNNL_ARG_DST, e->values[accv].mem},
+                               {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, m_xz}};
+    if ((s = tt_add_primitive(e, i, pd, 4, args))) return s;
+    const tt_tensor *b = g->b;
+    return tt_add_requant_step(e, i, e->values[accv].mem, e->values[yv].mem, yd[0] * yd[1] * yd[2] * yd[3], yd[1],
+                               b ? b->data : NULL, b ? b->quant.scale : NULL, b ? b->quant.n : 0, x_scale, wscales,
+                               n_ws, y_scale, y_zp, op->activation);
+}
+
 /* Builds op i in an int8 engine: x s8 [N, H, W, Cin] (its tensor's scale and zero
  * point), filter s8 requantized exactly from the file with its per-channel scales,
  * float bias (dequantized int32), y s8 with the output tensor's quantization. A
@@ -189,6 +262,7 @@ static tt_status conv_forward_int8(tt_engine *e, int32_t i, const conv_geo *g) {
     if (tt_md_dt(x->md) != dnnl_s8 || !(x->qscale > 0.f))
         return tt_error(TT_UNSUPPORTED, "operator %d (%s): int8 needs an int8 input from a QUANTIZE or an int8 op", i,
                         OPNAME(op));
+    if (e->precision == TT_PRECISION_INT8_TFLITE) return conv_forward_int8_tflite(e, i, g, xv, wq, wscales, n_ws);
     int32_t add = e->fuse_add[i], rv = -1, out_t = op->output;
     if (add >= 0) {
         const tt_op *a = &m->ops[add];
@@ -210,18 +284,7 @@ static tt_status conv_forward_int8(tt_engine *e, int32_t i, const conv_geo *g) {
         r_zp = e->values[rv].qzp;
     }
     tt_activation act = rv >= 0 ? m->ops[add].activation : op->activation;
-    /* weights: the TFLite layout as s8 */
-    int64_t wdims[DNNL_MAX_NDIMS], wstr[DNNL_MAX_NDIMS];
-    int wnd = tt_md_ndims(g->w_user);
-    tt_md_dims(g->w_user, wdims);
-    const dnnl_dims_t *ws = NULL;
-    dnnl_memory_desc_query(g->w_user, dnnl_query_strides, &ws);
-    memcpy(wstr, *ws, sizeof(int64_t) * (size_t)wnd);
-    dnnl_memory_desc_t w_user8 = NULL;
-    if (dnnl_memory_desc_create_with_strides(&w_user8, wnd, wdims, dnnl_s8, wstr) != dnnl_success)
-        return tt_error(TT_RUNTIME_ERROR, "operator %d: int8 weights descriptor", i);
-    dnnl_memory_desc_t w_user = tt_md_clone(e, w_user8);
-    dnnl_memory_desc_destroy(w_user8);
+    dnnl_memory_desc_t w_user = int8_weights_md(e, i, g);
     if (!w_user) return TT_RUNTIME_ERROR;
 
     dnnl_primitive_desc_t pd = NULL;
@@ -277,7 +340,7 @@ static tt_status conv_forward(tt_engine *e, int32_t i) {
     conv_geo g;
     tt_status s = conv_geometry(e, i, &g);
     if (s) return s;
-    if (e->precision == TT_PRECISION_INT8) return conv_forward_int8(e, i, &g);
+    if (tt_is_int8(e)) return conv_forward_int8(e, i, &g);
     int32_t xv = g.xv;
     const tt_tensor *b = g.b;
     dnnl_memory_desc_t w_user = g.w_user, w_any = g.w_any, b_md = g.b_md, src_any = g.src_any, dst_any = g.dst_any;

@@ -87,8 +87,34 @@ static bool full_size(tt_engine *e, int32_t t, const tt_shape *y) {
 
 /* Builds op i. a, b: broadcastable shapes (NumPy rules); y: the broadcast shape.
  * Nothing to build when its conv computed it with a sum post-op (add_done). */
+/* ADD in an INT8_TFLITE engine: a, b s8 in one layout (NHWC, the convolutions' outputs),
+ * y s8 in it with the output tensor's quantization, by TFLite's integer ADD (engine/quant.c). */
+static tt_status add_forward_int8_tflite(tt_engine *e, int32_t i) {
+    const tt_op *op = &e->model->ops[i];
+    int32_t av = tt_input_value(e, i, op->inputs[0]), bv = tt_input_value(e, i, op->inputs[1]);
+    if (av < 0 || bv < 0) return TT_INVALID_MODEL;
+    tt_value *a = &e->values[av], *b = &e->values[bv];
+    if (tt_md_dt(a->md) != dnnl_s8 || tt_md_dt(b->md) != dnnl_s8 || !(a->qscale > 0.f) || !(b->qscale > 0.f) ||
+        !dnnl_memory_desc_equal(a->md, b->md))
+        return tt_error(TT_UNSUPPORTED, "operator %d (ADD): TFLite int8 arithmetic needs two int8 operands of one "
+                        "shape and layout", i);
+    float ys;
+    int32_t yz;
+    tt_status s = tt_tensor_qparams(e, i, op->output, &ys, &yz);
+    if (s) return s;
+    int32_t yv = tt_new_value(e, op->output, a->md, e->last_use[op->output]);
+    if (yv < 0) return TT_RUNTIME_ERROR;
+    a = &e->values[av]; /* tt_new_value may have moved the values array */
+    b = &e->values[bv];
+    e->values[yv].qscale = ys;
+    e->values[yv].qzp = yz;
+    return tt_add_int8_add_step(e, a->mem, b->mem, e->values[yv].mem, (int64_t)dnnl_memory_desc_get_size(a->md),
+                                a->qscale, a->qzp, b->qscale, b->qzp, ys, yz, op->activation);
+}
+
 static tt_status add_forward(tt_engine *e, int32_t i) {
     if (e->add_done[i]) return TT_OK;
+    if (e->precision == TT_PRECISION_INT8_TFLITE) return add_forward_int8_tflite(e, i);
     const tt_op *op = &e->model->ops[i];
     const tt_shape *y = &e->shapes[op->output];
     /* oneDNN broadcasts src1 only: the full-size operand goes first. */

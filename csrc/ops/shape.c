@@ -120,7 +120,7 @@ static tt_status reshape_forward(tt_engine *e, int32_t i) {
     const tt_op *op = &e->model->ops[i];
     int32_t xv = tt_input_value(e, i, op->inputs[0]);
     if (xv < 0) return TT_INVALID_MODEL;
-    if (op->type == TT_OP_QUANTIZE && e->precision == TT_PRECISION_INT8) return quantize_int8(e, i, xv);
+    if (op->type == TT_OP_QUANTIZE && tt_is_int8(e)) return quantize_int8(e, i, xv);
     if (op->type != TT_OP_RESHAPE) return tt_view_value(e, op->output, xv, e->values[xv].md) < 0 ? TT_RUNTIME_ERROR
                                                                                                   : TT_OK;
     int32_t pv = tt_value_plain(e, i, xv);

@@ -397,8 +397,9 @@ static PyObject *Model_run(ModelObject *self, PyObject *args, PyObject *kwds) {
     if (strcmp(prec, "float32") == 0) precision = TT_PRECISION_F32;
     else if (strcmp(prec, "bfloat16") == 0) precision = TT_PRECISION_BF16;
     else if (strcmp(prec, "int8") == 0) precision = TT_PRECISION_INT8;
+    else if (strcmp(prec, "int8_tflite") == 0) precision = TT_PRECISION_INT8_TFLITE;
     else {
-        PyErr_Format(PyExc_ValueError, "`precision` must be 'float32', 'bfloat16' or 'int8'. Received: precision='%s'",
+        PyErr_Format(PyExc_ValueError, "`precision` must be 'float32', 'bfloat16', 'int8' or 'int8_tflite'. Received: precision='%s'",
                      prec);
         return NULL;
     }

@@ -119,15 +119,20 @@ _UNSET = object()
 #: float32 accumulation (weights and activations stored as bfloat16, outputs returned as
 #: float32); needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX). "int8": the
 #: file's own quantization on oneDNN int8 primitives (features only: include_top=False;
-#: uint8 images are dequantized with the file's own input quantization).
-DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8"}
+#: uint8 images are dequantized with the file's own input quantization). "int8_tflite":
+#: the same with TFLite's integer arithmetic after oneDNN's int32 accumulation
+#: (fixed-point requantization, TFLite's integer ADD): every int8 tensor equal to LiteRT's
+#: reference kernels', slower than "int8".
+DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8",
+          "int8_tflite": "int8_tflite"}
+_INT8 = ("int8", "int8_tflite")
 
 
 def _engine_precision(dtype):
     """Validates `dtype` (see DTYPES); returns (policy name, engine precision)."""
     name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy has .name
     if not isinstance(name, (str, type(None))) or name not in DTYPES:
-        raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16' or 'int8'. "
+        raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16', 'int8' or 'int8_tflite'. "
                          f"Received: dtype={dtype!r}")
     precision = DTYPES[name]
     if precision == "bfloat16" and not _native._core.has_bf16():
@@ -169,8 +174,8 @@ class MobileNetV2Model(Layer):
         self._layers = None
         super().__init__(name=name, trainable=trainable)
         self.dtype_policy, self._precision = _engine_precision(dtype)
-        if self._precision == "int8" and include_top:
-            raise ValueError("dtype='int8' computes features only (the classifier and softmax run in float "
+        if self._precision in _INT8 and include_top:
+            raise ValueError(f"dtype={self._precision!r} computes features only (the classifier and softmax run in float "
                              "elsewhere): use include_top=False with pooling='avg', 'max' or None. "
                              f"Received: include_top={include_top!r}")
         self.weights_path = os.fspath(model_path)
@@ -203,15 +208,15 @@ class MobileNetV2Model(Layer):
         self.output_shape = self.compute_output_shape(self.input_shape)
         self.built = True
         self._input_quant = None
-        if self._precision == "int8":
+        if self._precision in _INT8:
             q = self.model.tensors[self.model.inputs[0]]["quantization"]
             if q and len(q["scale"]) == 1:
                 self._input_quant = (float(q["scale"][0]), int(q["zero_point"][0]))
             try:  # fails now, not at the first predict, for a file outside the int8 scheme
                 self.model.run(np.zeros((1,) + self.input_shape[1:], np.float32), self.feature_map_tensor,
-                               precision="int8")
+                               precision=self._precision)
             except ValueError as e:
-                raise ValueError(f"dtype='int8' cannot run {os.path.basename(self.weights_path)} on its own "
+                raise ValueError(f"dtype={self._precision!r} cannot run {os.path.basename(self.weights_path)} on its own "
                                  f"quantization: {e}") from e
 
     # -- Keras' layers, trainable, fine-tuning masks -----------------------------
@@ -620,7 +625,10 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         oneDNN's CPU convolutions cannot take) is converted once at build,
         exactly per output channel where it fits in int8, else requantized
         symmetric per channel; uint8 images are dequantized with the file's
-        input scale and zero point).
+        input scale and zero point), "int8_tflite" (as "int8", with TFLite's
+        integer requantization and ADD after oneDNN's exact int32 accumulation:
+        every int8 tensor of the ptq file equals LiteRT's reference kernels';
+        slower).
 
     Returns:
       MobileNetV2Model.
