@@ -295,6 +295,15 @@ tt_status tt_add_requant_step(tt_engine *e, int32_t i, dnnl_memory_t acc, dnnl_m
                               int64_t channels, const float *bias, const float *bias_scales, int32_t n_bias_scales,
                               float x_scale, const float *w_scales, int32_t n_w_scales, float y_scale, int32_t y_zp,
                               tt_activation act);
+/* TFLite's QuantizedMeanOrSum rescaling for a mean of `count` values: QuantizeMultiplier(real)
+ * with 1 / count folded in, multiplier * 2^k / count and shift - k, k = min(floor(log2(count)),
+ * 32, 31 + shift). */
+void tt_mean_multiplier(double real, int64_t count, int32_t *multiplier, int32_t *shift);
+/* Appends TFLite's int8 MEAN over H, W (INT8_TFLITE; reference_ops::QuantizedMeanOrSum, the
+ * kernel LiteRT 2.3's reference resolver runs): y = clamp(MBQM(sum(x) - x_zp H W, M, S) + y_zp)
+ * with M, S = tt_mean_multiplier(x_scale / y_scale, H W). x: s8 [n, hw, c] NHWC plain; y: s8 [n, c]. */
+tt_status tt_add_int8_mean_step(tt_engine *e, dnnl_memory_t x, dnnl_memory_t y, int64_t n, int64_t hw, int64_t c,
+                                float x_scale, int32_t x_zp, float y_scale, int32_t y_zp);
 /* Appends TFLite's int8 ADD (INT8_TFLITE): a, b, y s8 of `elements` in the same layout. */
 tt_status tt_add_int8_add_step(tt_engine *e, dnnl_memory_t a, dnnl_memory_t b, dnnl_memory_t y, int64_t elements,
                                float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float y_scale, int32_t y_zp,
