@@ -283,10 +283,7 @@ int32_t tt_quantize_value(tt_engine *e, int32_t i, int32_t xv, int32_t t);
 static inline bool tt_is_int8(const tt_engine *e) {
     return e->precision == TT_PRECISION_INT8 || e->precision == TT_PRECISION_INT8_TFLITE;
 }
-/* TFLite's QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31). */
-void tt_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
-/* TFLite's MultiplyByQuantizedMultiplier (double rounding): round(x * multiplier * 2^(shift - 31)). */
-int32_t tt_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+/* (TFLite's QuantizeMultiplier, MultiplyByQuantizedMultiplier, mean multiplier: tt_engine.h.) */
 /* Appends op i's plain-C requantization (INT8_TFLITE): y = clamp(MBQM(acc + bias_q[c], M[c], S[c]) + y_zp)
  * with M, S from x_scale * w_scale[c] / y_scale and bias_q the file's int32 bias (bias: dequantized
  * floats [channels] or NULL, bias_scales [n_bias_scales]). acc: s32, y: s8, both NHWC with
@@ -295,10 +292,6 @@ tt_status tt_add_requant_step(tt_engine *e, int32_t i, dnnl_memory_t acc, dnnl_m
                               int64_t channels, const float *bias, const float *bias_scales, int32_t n_bias_scales,
                               float x_scale, const float *w_scales, int32_t n_w_scales, float y_scale, int32_t y_zp,
                               tt_activation act);
-/* TFLite's QuantizedMeanOrSum rescaling for a mean of `count` values: QuantizeMultiplier(real)
- * with 1 / count folded in, multiplier * 2^k / count and shift - k, k = min(floor(log2(count)),
- * 32, 31 + shift). */
-void tt_mean_multiplier(double real, int64_t count, int32_t *multiplier, int32_t *shift);
 /* Appends TFLite's int8 MEAN over H, W (INT8_TFLITE; reference_ops::QuantizedMeanOrSum, the
  * kernel LiteRT 2.3's reference resolver runs): y = clamp(MBQM(sum(x) - x_zp H W, M, S) + y_zp)
  * with M, S = tt_mean_multiplier(x_scale / y_scale, H W). x: s8 [n, hw, c] NHWC plain; y: s8 [n, c]. */

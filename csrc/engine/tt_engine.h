@@ -51,6 +51,16 @@ typedef enum tt_precision {
     TT_PRECISION_INT8_TFLITE = 3
 } tt_precision;
 
+/* TFLite's integer arithmetic of INT8_TFLITE (engine/quant.c), public for tests. */
+/* TFLite's QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31). */
+void tt_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
+/* TFLite's MultiplyByQuantizedMultiplier (double rounding): round(x * multiplier * 2^(shift - 31)). */
+int32_t tt_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+/* TFLite's QuantizedMeanOrSum rescaling for a mean of `count` values: QuantizeMultiplier(real)
+ * with 1 / count folded in, multiplier * 2^k / count and shift - k, k = min(floor(log2(count)),
+ * 32, 31 + shift). */
+void tt_mean_multiplier(double real, int64_t count, int32_t *multiplier, int32_t *shift);
+
 /* True when oneDNN dispatches bfloat16 kernels with native instructions here
  * (AVX512_BF16 or AMX: dnnl_get_effective_cpu_isa() >= avx512_core_bf16). */
 int tt_cpu_has_bf16(void);
