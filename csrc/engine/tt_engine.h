@@ -41,8 +41,9 @@ typedef struct tt_engine tt_engine;
  *         outside this scheme (unfused ADD, ops after the pooling): TT_UNSUPPORTED.
  *   INT8_TFLITE: INT8 with TFLite's own integer arithmetic after oneDNN's exact int32
  *         accumulation: per-channel fixed-point requantization (QuantizeMultiplier,
- *         double rounding), the activation clamp, and the residual ADD as TFLite's
- *         integer ADD (not fused), so every int8 tensor equals LiteRT's reference
+ *         double rounding), the activation clamp, the residual ADD as TFLite's
+ *         integer ADD (not fused) and the MEAN over H, W as TFLite's integer mean
+ *         (rounded to int8), so every int8 tensor equals LiteRT's reference
  *         kernels' (engine/quant.c). Slower: one int32 pass per convolution, in C. */
 typedef enum tt_precision {
     TT_PRECISION_F32 = 0,
