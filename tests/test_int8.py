@@ -163,8 +163,13 @@ def quant_reference(photos):
     return model, np.stack(feats), np.stack(probs), quant
 
 
-def test_quant_aware_file_runs_in_int8_close_to_litert(photos, quant_reference):
-    model, ref, _, quant = quant_reference
+@pytest.mark.parametrize("dtype", ["int8", "int8_tflite"])
+def test_quant_aware_file_runs_in_int8_close_to_litert(photos, quant_reference, dtype):
+    # int8_tflite on this file is not bit-exact (its weights are converted), but must be as close:
+    # it rounds the file's bias to the converted weights' units (measured 4.9-6.4% from float32;
+    # 34-54% when the bias kept the file's units).
+    _, ref, _, quant = quant_reference
+    model = mv.MobileNetV2(include_top=False, pooling="avg", weights=str(conftest.QUANT_MODEL), dtype=dtype)
     got = np.full(ref.shape, np.nan)
     got[:] = _steps(model.predict(photos, batch_size=2), quant)
     rel = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref - quant[1], axis=1)

@@ -293,17 +293,21 @@ static void activation_range(tt_activation act, float scale, int32_t zp, int32_t
 
 tt_status tt_add_requant_step(tt_engine *e, int32_t i, dnnl_memory_t acc, dnnl_memory_t y, int64_t elements,
                               int64_t channels, const float *bias, const float *bias_scales, int32_t n_bias_scales,
-                              float x_scale, const float *w_scales, int32_t n_w_scales, float y_scale, int32_t y_zp,
-                              tt_activation act) {
+                              float x_scale, const float *w_scales, int32_t n_w_scales, bool bias_in_file_units,
+                              float y_scale, int32_t y_zp, tt_activation act) {
     int32_t *b = (int32_t *)tt_own_buffer(e, sizeof(int32_t) * (size_t)channels);
     int32_t *mult = (int32_t *)tt_own_buffer(e, sizeof(int32_t) * (size_t)channels);
     int32_t *shift = (int32_t *)tt_own_buffer(e, sizeof(int32_t) * (size_t)channels);
     if (!b || !mult || !shift) return tt_oom();
     for (int64_t c = 0; c < channels; c++) {
-        /* the file's int32 bias: the reader stored bias_q * scale; |bias_q| < 2^22 round-trips */
-        float bs = bias && n_bias_scales > 0 ? bias_scales[n_bias_scales > 1 ? c : 0] : 0.f;
-        b[c] = bias && bs > 0.f ? (int32_t)lrint((double)bias[c] / (double)bs) : 0;
-        double real = (double)x_scale * (double)w_scales[n_w_scales > 1 ? c : 0] / (double)y_scale;
+        /* The file's int32 bias: the reader stored bias_q * scale; |bias_q| < 2^22 round-trips.
+         * Weights converted at build (uint8 files) have new scales: the accumulator is then in
+         * units of x_scale * w_scale[c], and the bias is rounded to those units. */
+        double ws = (double)w_scales[n_w_scales > 1 ? c : 0];
+        double bs = !bias ? 0.0 : bias_in_file_units && n_bias_scales > 0
+                        ? (double)bias_scales[n_bias_scales > 1 ? c : 0] : (double)x_scale * ws;
+        b[c] = bias && bs > 0.0 ? (int32_t)lrint((double)bias[c] / bs) : 0;
+        double real = (double)x_scale * ws / (double)y_scale;
         tt_quantize_multiplier(real, &mult[c], &shift[c]);
     }
     int32_t lo, hi;

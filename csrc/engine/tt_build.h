@@ -286,12 +286,13 @@ static inline bool tt_is_int8(const tt_engine *e) {
 /* (TFLite's QuantizeMultiplier, MultiplyByQuantizedMultiplier, mean multiplier: tt_engine.h.) */
 /* Appends op i's plain-C requantization (INT8_TFLITE): y = clamp(MBQM(acc + bias_q[c], M[c], S[c]) + y_zp)
  * with M, S from x_scale * w_scale[c] / y_scale and bias_q the file's int32 bias (bias: dequantized
- * floats [channels] or NULL, bias_scales [n_bias_scales]). acc: s32, y: s8, both NHWC with
- * `channels` innermost and `elements` in all. */
+ * floats [channels] or NULL, bias_scales [n_bias_scales]; bias_in_file_units false when the weights
+ * were converted to new scales: bias_q = round(bias / (x_scale * w_scale[c])) then). acc: s32, y: s8,
+ * both NHWC with `channels` innermost and `elements` in all. */
 tt_status tt_add_requant_step(tt_engine *e, int32_t i, dnnl_memory_t acc, dnnl_memory_t y, int64_t elements,
                               int64_t channels, const float *bias, const float *bias_scales, int32_t n_bias_scales,
-                              float x_scale, const float *w_scales, int32_t n_w_scales, float y_scale, int32_t y_zp,
-                              tt_activation act);
+                              float x_scale, const float *w_scales, int32_t n_w_scales, bool bias_in_file_units,
+                              float y_scale, int32_t y_zp, tt_activation act);
 /* Appends TFLite's int8 MEAN over H, W (INT8_TFLITE; reference_ops::QuantizedMeanOrSum, the
  * kernel LiteRT 2.3's reference resolver runs): y = clamp(MBQM(sum(x) - x_zp H W, M, S) + y_zp)
  * with M, S = tt_mean_multiplier(x_scale / y_scale, H W). x: s8 [n, hw, c] NHWC plain; y: s8 [n, c]. */

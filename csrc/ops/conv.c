@@ -232,7 +232,7 @@ static tt_status conv_forward_int8_tflite(tt_engine *e, int32_t i, const conv_ge
     const tt_tensor *b = g->b;
     return tt_add_requant_step(e, i, e->values[accv].mem, e->values[yv].mem, yd[0] * yd[1] * yd[2] * yd[3], yd[1],
                                b ? b->data : NULL, b ? b->quant.scale : NULL, b ? b->quant.n : 0, x_scale, wscales,
-                               n_ws, y_scale, y_zp, op->activation);
+                               n_ws, wscales == g->w->quant.scale, y_scale, y_zp, op->activation);
 }
 
 /* Builds op i in an int8 engine: x s8 [N, H, W, Cin] (its tensor's scale and zero
