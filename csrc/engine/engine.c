@@ -8,6 +8,7 @@
 
 #include "core/tt_threads.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,7 +158,8 @@ static tt_status allocate(tt_engine *e) {
 
 /* Builds one engine that runs the whole batch at once. */
 static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
-                              int32_t output_tensor, int32_t train_from, tt_precision precision, tt_engine **out) {
+                              int32_t output_tensor, int32_t train_from, tt_precision precision, int threads,
+                              tt_engine **out) {
     *out = NULL;
     tt_status s = TT_OK;
     dnnl_status_t st;
@@ -169,8 +171,8 @@ static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h
     e->train_from = train_from;
     e->precision = precision;
     e->conv_dt = precision == TT_PRECISION_BF16 ? dnnl_bf16 : tt_is_int8(e) ? dnnl_s8 : dnnl_f32;
-    /* primitives are created for the thread count they will run with */
-    e->num_threads = tt_use_num_threads(0);
+    /* primitives are created for the thread count they will run with (0: the process setting) */
+    e->num_threads = tt_use_num_threads(threads);
     size_t nt = (size_t)model->n_tensors + 1, no = (size_t)model->n_ops + 1;
     e->shapes = (tt_shape *)calloc(nt, sizeof *e->shapes);
     e->needed = (bool *)calloc(no, sizeof *e->needed);
@@ -279,20 +281,20 @@ tt_status tt_engine_create_precision(const tt_model *model, int32_t batch, int32
     if (precision == TT_PRECISION_BF16 && !tt_cpu_has_bf16())
         return tt_error(TT_UNSUPPORTED, "bfloat16 needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
                         "oneDNN dispatches to %s here", tt_cpu_isa_name());
-    if (batch <= TT_MICRO_BATCH) return engine_build(model, batch, in_h, in_w, output_tensor, end, precision, out);
+    if (batch <= TT_MICRO_BATCH) return engine_build(model, batch, in_h, in_w, output_tensor, end, precision, 0, out);
     /* Micro-batching: MobileNetV2's early activations are ~5 MB per image, so a
      * batch of 32 streams through memory instead of cache; chunks of
      * TT_MICRO_BATCH images keep them cache-sized and the buffers small. */
     tt_engine *e = (tt_engine *)calloc(1, sizeof *e);
     if (!e) return tt_oom();
     int32_t chunk = TT_MICRO_BATCH, rest = batch % chunk;
-    tt_status s = engine_build(model, chunk, in_h, in_w, output_tensor, end, precision, &e->sub[0]);
+    tt_status s = engine_build(model, chunk, in_h, in_w, output_tensor, end, precision, 0, &e->sub[0]);
     if (s == TT_OK && !tt_plan_images_independent(e->sub[0])) { /* must run as one batch */
         tt_engine_destroy(e->sub[0]);
         free(e);
-        return engine_build(model, batch, in_h, in_w, output_tensor, end, precision, out);
+        return engine_build(model, batch, in_h, in_w, output_tensor, end, precision, 0, out);
     }
-    if (s == TT_OK && rest) s = engine_build(model, rest, in_h, in_w, output_tensor, end, precision, &e->sub[1]);
+    if (s == TT_OK && rest) s = engine_build(model, rest, in_h, in_w, output_tensor, end, precision, 0, &e->sub[1]);
     if (s != TT_OK) {
         tt_engine_destroy(e);
         return s;
@@ -314,7 +316,46 @@ tt_status tt_engine_create_precision(const tt_model *model, int32_t batch, int32
     e->in_chunk = (int64_t)chunk * c->in_h * c->in_w * in->shape[3];
     e->out_chunk = 1;
     for (int32_t k = 0; k < c->out_shape.rank; k++) e->out_chunk *= c->out_shape.d[k];
+    /* Lanes: one single-threaded copy of the chunk engine per thread, when there are at
+     * least two chunks for two threads. Each MobileNetV2 primitive is an OpenMP region with
+     * a barrier; one thread per chunk keeps both threads busy between them (measured in
+     * benchmarks/bench_peers.py). TFLITE_TRANSFER_LANES=1 turns it off (A/B runs). */
+    const char *env = getenv("TFLITE_TRANSFER_LANES");
+    int32_t lanes = c->num_threads < e->n_chunks ? c->num_threads : e->n_chunks;
+    if (env && *env) lanes = atoi(env) < lanes ? atoi(env) : lanes;
+    if (lanes > TT_MAX_LANES) lanes = TT_MAX_LANES;
+    if (lanes >= 2) {
+        for (int32_t k = 0; k < lanes; k++) {
+            if ((s = engine_build(model, chunk, in_h, in_w, output_tensor, end, precision, 1, &e->lane[k]))) {
+                tt_engine_destroy(e);
+                return s;
+            }
+            e->n_lanes = k + 1;
+        }
+        tt_use_num_threads(e->num_threads); /* building for one thread set it on this thread */
+    }
     *out = e;
+    return TT_OK;
+}
+
+/* Runs the full chunks of micro-batched engine e on its lanes, chunk k on lane k mod
+ * (threads in the team); the status of the first failing lane, with its message. */
+static tt_status run_lanes(tt_engine *e, const float *input, float *output) {
+    tt_status st[TT_MAX_LANES];
+    char msg[TT_MAX_LANES][256];
+    int32_t n = e->n_lanes;
+    for (int32_t t = 0; t < n; t++) st[t] = TT_OK;
+#pragma omp parallel num_threads(n)
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        tt_status s = TT_OK;
+        for (int32_t k = t; k < e->n_chunks && s == TT_OK; k += nt)
+            s = tt_engine_run(e->lane[t], input + k * e->in_chunk, output + k * e->out_chunk);
+        st[t] = s;
+        if (s != TT_OK) snprintf(msg[t], sizeof msg[t], "%s", tt_last_error());
+    }
+    for (int32_t t = 0; t < n; t++)
+        if (st[t] != TT_OK) return tt_error(st[t], "%s", msg[t]);
     return TT_OK;
 }
 
@@ -324,7 +365,7 @@ tt_status tt_engine_create_training(const tt_model *model, int32_t batch, int32_
     if (train_from < 0 || train_from > model->n_ops)
         return tt_error(TT_INVALID_ARGUMENT, "train_from must be in [0, %d] (the model's op count), got %d",
                         model->n_ops, train_from);
-    return engine_build(model, batch, in_h, in_w, output_tensor, train_from, TT_PRECISION_F32, out);
+    return engine_build(model, batch, in_h, in_w, output_tensor, train_from, TT_PRECISION_F32, 0, out);
 }
 
 /* ---- run ----------------------------------------------------------------------------- */
@@ -376,8 +417,12 @@ tt_status tt_engine_run(tt_engine *e, const float *input, float *output) {
     tt_status s = TT_OK;
     e->last_run_threads = tt_use_num_threads(e->num_threads);
     if (e->sub[0]) {
-        for (int32_t k = 0; k < e->n_chunks && s == TT_OK; k++)
-            s = tt_engine_run(e->sub[0], input + k * e->in_chunk, output + k * e->out_chunk);
+        if (e->n_lanes >= 2)
+            s = run_lanes(e, input, output);
+        else
+            for (int32_t k = 0; k < e->n_chunks && s == TT_OK; k++)
+                s = tt_engine_run(e->sub[0], input + k * e->in_chunk, output + k * e->out_chunk);
+        e->last_run_threads = tt_use_num_threads(e->num_threads); /* the lanes ran with one each */
         if (s == TT_OK && e->sub[1])
             s = tt_engine_run(e->sub[1], input + e->n_chunks * e->in_chunk, output + e->n_chunks * e->out_chunk);
         return s;
@@ -492,6 +537,7 @@ void tt_engine_destroy(tt_engine *e) {
     if (!e) return;
     tt_engine_destroy(e->sub[0]);
     tt_engine_destroy(e->sub[1]);
+    for (int32_t k = 0; k < e->n_lanes; k++) tt_engine_destroy(e->lane[k]);
     free_steps(&e->fwd);
     free_steps(&e->out);
     free_steps(&e->refresh);

@@ -34,6 +34,9 @@
 
 #define TT_STEP_MAX_ARGS (TT_MAX_OP_INPUTS + 4)
 #define TT_LIVE_FOREVER INT32_MAX
+#ifndef TT_MAX_LANES
+#define TT_MAX_LANES 16 /* threads that may each run their own micro-batch (tt_engine_run) */
+#endif
 #ifndef TT_MICRO_BATCH
 #define TT_MICRO_BATCH 8 /* images per chunk for larger batches (see tt_engine_create) */
 #endif
@@ -154,7 +157,12 @@ struct tt_engine {
 
     /* Micro-batching (batch > TT_MICRO_BATCH): this engine only runs its sub-engines. */
     tt_engine *sub[2];       /* owned: [0] for chunks of TT_MICRO_BATCH images, [1] the remainder or NULL */
-    int32_t n_chunks;        /* full chunks run through sub[0] */
+    int32_t n_chunks;        /* full chunks run through sub[0] (or the lanes) */
+    /* Lanes: with n_lanes >= 2 the full chunks run in parallel, one OpenMP thread per lane,
+     * each lane a copy of sub[0] built for one thread (its own buffers and stream), instead
+     * of every primitive of sub[0] splitting one chunk over all threads. */
+    tt_engine *lane[TT_MAX_LANES]; /* owned, [n_lanes] */
+    int32_t n_lanes;         /* 0 or 1: no lanes */
     int64_t in_chunk;        /* floats of input per chunk */
     int64_t out_chunk;       /* floats of output per chunk */
 };
