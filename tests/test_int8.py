@@ -16,11 +16,16 @@ reference as LiteRT's own fast kernels are (relative L2), and equal top-1.
 dtype="int8_tflite" (TFLite's integer arithmetic after oneDNN's exact int32 accumulation)
 is checked for bit-identical int8 tensors and pooled features within one step.
 """
+import math
+
 import numpy as np
 import pytest
 
 import conftest
+from tflite_transfer import _native
 from tflite_transfer.applications import mobilenet_v2 as mv
+
+_core = _native._core
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 
@@ -186,9 +191,8 @@ def test_int8_needs_include_top_false():
 # dtype="int8_tflite": oneDNN accumulates each convolution exactly in int32, then TFLite's own
 # integer arithmetic requantizes (QuantizeMultiplier + MultiplyByQuantizedMultiplier, double
 # rounding) and adds (TFLite's int8 ADD, left shift 20). Measured: all 62 convolution / depthwise /
-# ADD outputs of the ptq file bit-identical to LiteRT's reference kernels on the 5 photos; the
-# pooled features (averaged in float from those exact int8 maps) within 0.53 of a step of
-# TFLite's int8 MEAN everywhere.
+# ADD outputs of the ptq file bit-identical to LiteRT's reference kernels on the 5 photos, and the
+# pooled features too (TFLite's integer MEAN; averaged in float they were within 0.53 of a step).
 @pytest.fixture(scope="module")
 def exact_model():
     return mv.MobileNetV2(include_top=False, pooling="avg", weights=str(conftest.PTQ_MODEL), dtype="int8_tflite")
@@ -230,14 +234,16 @@ def test_int8_tflite_every_int8_tensor_equals_litert_reference(photos, exact_mod
         assert off.max() < 1e-3, f"tensor {t}: {np.mean(off > 0.5):.4%} of int8 values differ (max {off.max():.1f})"
 
 
-def test_int8_tflite_pooled_features_within_one_step_of_litert(photos, exact_model, every_int8_tensor):
+def test_int8_tflite_pooled_features_equal_litert_reference(photos, exact_model, every_int8_tensor):
+    """The pooled features (TFLite's int8 MEAN of the exact last map) bit-identical: the issue asks
+    >= 99% within one output step; a float average of the same int8 maps is off by up to 0.53."""
     ref, quant, _ = every_int8_tensor
     t = exact_model.feature_tensor
     want = ref[t].reshape(len(photos), -1)
     got = np.full(want.shape, np.nan)
     got[:] = _steps(exact_model.predict(photos, batch_size=2), quant[t])
     off = np.abs(got - want)
-    assert np.mean(off <= 1.0) >= 0.99 and off.max() <= 1.0, (np.mean(off <= 1.0), off.max())
+    assert off.max() < 1e-3, (np.mean(off > 0.5), off.max())
 
 
 def test_int8_tflite_top1_equals_litert_and_f32(photos, exact_model, every_int8_tensor):
@@ -245,3 +251,80 @@ def test_int8_tflite_top1_equals_litert_and_f32(photos, exact_model, every_int8_
     f32 = mv.MobileNetV2(include_top=False, pooling="avg", weights=str(conftest.PTQ_MODEL)).predict(photos)
     assert _top1(exact_model.predict(photos), exact_model) == list(probs.argmax(axis=1)) == _top1(f32, exact_model) \
         == list(PHOTOS.values())
+
+
+# TFLite's integer arithmetic (engine/quant.c, exposed as _core functions) against a NumPy int64
+# transcription of tensorflow/lite/kernels/internal/common.h and quantization_util.cc, on edge cases.
+INT32_MIN, INT32_MAX = -2 ** 31, 2 ** 31 - 1
+
+
+def _np_quantize_multiplier(real):
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    q_fixed = int(math.floor(q * 2 ** 31 + 0.5))  # TfLiteRound: half away from zero (q > 0)
+    if q_fixed == 2 ** 31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    return q_fixed, shift
+
+
+def _np_mbqm(x, multiplier, shift):
+    """MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul then RoundingDivideByPOT, int64."""
+    x = np.asarray(x, np.int64)
+    left, right = max(shift, 0), max(-shift, 0)
+    a = ((x << left) + 2 ** 31) % 2 ** 32 - 2 ** 31  # int32 wrap, as TFLite's x * (1 << left)
+    ab = a * multiplier
+    num = ab + np.where(ab >= 0, 2 ** 30, 1 - 2 ** 30)
+    high = np.where(num >= 0, num // 2 ** 31, -((-num) // 2 ** 31))  # C division: toward zero
+    high = np.where((a == INT32_MIN) & (multiplier == INT32_MIN), INT32_MAX, high)
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + ((high & mask) > threshold)
+
+
+def test_quantize_multiplier_equals_tflite_formula():
+    reals = [0.0, 2.0 ** -40, 2.0 ** -32, 2.0 ** -31, 0.5, 1.0, 1.0 - 2.0 ** -40, 0.75, 1.2333,
+             0.0235294122248888 * 0.0123 / 0.0190778, 3.9, 123.456]
+    reals += list(np.random.default_rng(0).uniform(1e-6, 4.0, 200))
+    for r in reals:
+        assert _core.quantize_multiplier(float(r)) == _np_quantize_multiplier(float(r)), r
+
+
+def test_mean_multiplier_folds_one_over_count_like_tflite():
+    for real, count in [(1.2333, 49), (0.5, 1), (1.0, 2), (0.9, 64), (2.0 ** -30, 49), (0.3, 12544), (1.7, 3)]:
+        m, shift = _np_quantize_multiplier(real)
+        k = min(count.bit_length() - 1, 32, 31 + shift)
+        assert _core.mean_multiplier(real, count) == ((m << k) // count, shift - k), (real, count)
+
+
+@pytest.mark.parametrize("shift", [-31, -20, -7, -1, 0, 1, 4])
+def test_multiply_by_quantized_multiplier_equals_tflite_formula(shift):
+    rng = np.random.default_rng(shift + 40)
+    # ties of both roundings (odd x with multiplier 2^30 = one half; x = +-3 * 2^(right - 1)),
+    # negative values, the int32 extremes, and random values
+    x = np.array([0, 1, -1, 2, -2, 3, -3, 5, -5, 6, -6, INT32_MIN, INT32_MAX, INT32_MIN + 1,
+                  3 << max(-shift - 1, 0), -(3 << max(-shift - 1, 0))], np.int64)
+    x = np.concatenate([x, rng.integers(INT32_MIN, INT32_MAX, 2000, endpoint=True)]).astype(np.int32)
+    if shift > 0:  # TFLite multiplies x by 2^shift first: keep it in int32 range as real kernels do
+        x = x >> shift
+    for multiplier in [0, 2 ** 30, 2 ** 30 + 1, 2 ** 31 - 1, 1324286437, 864840122]:
+        got = np.full(x.shape, np.nan)
+        got[:] = _core.multiply_by_quantized_multiplier(x, multiplier, shift)
+        want = _np_mbqm(x, multiplier, shift)
+        bad = np.flatnonzero(got != want)
+        assert bad.size == 0, (multiplier, x[bad[:5]], got[bad[:5]], want[bad[:5]])
+
+
+def test_multiply_by_quantized_multiplier_rounding_by_hand():
+    """TFLite's two roundings, worked by hand: SaturatingRoundingDoublingHighMul rounds ties up
+    (its nudge for negatives is 1 - 2^30: 3 * 0.5 = 1.5 -> 2, -1.5 -> -1); RoundingDivideByPOT
+    rounds ties away from zero (3 / 2 -> 2, -3 / 2 -> -2); and they round twice (5 * 0.5 / 2:
+    2.5 -> 3, 3 / 2 -> 2, where one rounding of 1.25 would give 1)."""
+    def mbqm(values, shift):
+        return list(_core.multiply_by_quantized_multiplier(np.array(values, np.int32), 2 ** 30, shift))
+    assert mbqm([3, -3], 0) == [2, -1]
+    assert mbqm([6, -6], -1) == [2, -2]
+    assert mbqm([5, -5], -1) == [2, -1]

@@ -359,3 +359,42 @@ tt_status tt_add_int8_add_step(tt_engine *e, dnnl_memory_t a, dnnl_memory_t b, d
     st->nargs = 3;
     return TT_OK;
 }
+
+/* p: [0] images N, [1] pixels H*W, [2] channels C, [3] input zero point, [4] multiplier,
+ * [5] shift (1 / (H*W) folded in), [6] output zero point.
+ * args[0] x: s8 [N, H*W, C] (NHWC, plain); args[1] y: s8 [N, C]. */
+static void mean_kernel(const tt_step *s) {
+    void *xp = NULL, *yp = NULL;
+    dnnl_memory_get_data_handle(s->args[0].memory, &xp);
+    dnnl_memory_get_data_handle(s->args[1].memory, &yp);
+    const int8_t *x = (const int8_t *)xp;
+    int8_t *y = (int8_t *)yp;
+    const int64_t *p = s->p;
+    int64_t hw = p[1], c = p[2];
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < p[0]; b++)
+        for (int64_t k = 0; k < c; k++) {
+            int32_t sum = 0;
+            for (int64_t q = 0; q < hw; q++) sum += x[(b * hw + q) * c + k];
+            int32_t v = mbqm(sum - (int32_t)p[3] * (int32_t)hw, (int32_t)p[4], (int32_t)p[5]) + (int32_t)p[6];
+            y[b * c + k] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+        }
+}
+
+void tt_mean_multiplier(double real, int64_t count, int32_t *multiplier, int32_t *shift) {
+    tt_quantize_multiplier(real, multiplier, shift);
+    int32_t s = 63;
+    while (s > 0 && !((uint64_t)count >> s)) s--; /* 63 - CountLeadingZeros(count) */
+    if (s > 32) s = 32;
+    if (s > 31 + *shift) s = 31 + *shift;
+    *multiplier = (int32_t)(((int64_t)*multiplier << s) / count);
+    *shift -= s;
+}
+
+tt_status tt_add_int8_mean_step(tt_engine *e, dnnl_memory_t x, dnnl_memory_t y, int64_t n, int64_t hw, int64_t c,
+                                float x_scale, int32_t x_zp, float y_scale, int32_t y_zp) {
+    int32_t m, sh;
+    tt_mean_multiplier((double)x_scale / (double)y_scale, hw, &m, &sh);
+    int64_t p[7] = {n, hw, c, x_zp, m, sh, y_zp};
+    return tt_add_c_step(e, mean_kernel, x, y, p, 7);
+}

@@ -291,10 +291,7 @@ int32_t tt_quantize_value(tt_engine *e, int32_t i, int32_t xv, int32_t t);
 static inline bool tt_is_int8(const tt_engine *e) {
     return e->precision == TT_PRECISION_INT8 || e->precision == TT_PRECISION_INT8_TFLITE;
 }
-/* TFLite's QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31). */
-void tt_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
-/* TFLite's MultiplyByQuantizedMultiplier (double rounding): round(x * multiplier * 2^(shift - 31)). */
-int32_t tt_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+/* (TFLite's QuantizeMultiplier, MultiplyByQuantizedMultiplier, mean multiplier: tt_engine.h.) */
 /* Appends op i's plain-C requantization (INT8_TFLITE): y = clamp(MBQM(acc + bias_q[c], M[c], S[c]) + y_zp)
  * with M, S from x_scale * w_scale[c] / y_scale and bias_q the file's int32 bias (bias: dequantized
  * floats [channels] or NULL, bias_scales [n_bias_scales]; bias_in_file_units false when the weights
@@ -304,6 +301,11 @@ tt_status tt_add_requant_step(tt_engine *e, int32_t i, dnnl_memory_t acc, dnnl_m
                               int64_t channels, const float *bias, const float *bias_scales, int32_t n_bias_scales,
                               float x_scale, const float *w_scales, int32_t n_w_scales, bool bias_in_file_units,
                               float y_scale, int32_t y_zp, tt_activation act);
+/* Appends TFLite's int8 MEAN over H, W (INT8_TFLITE; reference_ops::QuantizedMeanOrSum, the
+ * kernel LiteRT 2.3's reference resolver runs): y = clamp(MBQM(sum(x) - x_zp H W, M, S) + y_zp)
+ * with M, S = tt_mean_multiplier(x_scale / y_scale, H W). x: s8 [n, hw, c] NHWC plain; y: s8 [n, c]. */
+tt_status tt_add_int8_mean_step(tt_engine *e, dnnl_memory_t x, dnnl_memory_t y, int64_t n, int64_t hw, int64_t c,
+                                float x_scale, int32_t x_zp, float y_scale, int32_t y_zp);
 /* Appends TFLite's int8 ADD (INT8_TFLITE): a, b, y s8 of `elements` in the same layout. */
 tt_status tt_add_int8_add_step(tt_engine *e, dnnl_memory_t a, dnnl_memory_t b, dnnl_memory_t y, int64_t elements,
                                float a_scale, int32_t a_zp, float b_scale, int32_t b_zp, float y_scale, int32_t y_zp,

@@ -41,8 +41,9 @@ typedef struct tt_engine tt_engine;
  *         outside this scheme (unfused ADD, ops after the pooling): TT_UNSUPPORTED.
  *   INT8_TFLITE: INT8 with TFLite's own integer arithmetic after oneDNN's exact int32
  *         accumulation: per-channel fixed-point requantization (QuantizeMultiplier,
- *         double rounding), the activation clamp, and the residual ADD as TFLite's
- *         integer ADD (not fused), so every int8 tensor equals LiteRT's reference
+ *         double rounding), the activation clamp, the residual ADD as TFLite's
+ *         integer ADD (not fused) and the MEAN over H, W as TFLite's integer mean
+ *         (rounded to int8), so every int8 tensor equals LiteRT's reference
  *         kernels' (engine/quant.c). Slower: one int32 pass per convolution, in C. */
 typedef enum tt_precision {
     TT_PRECISION_F32 = 0,
@@ -50,6 +51,16 @@ typedef enum tt_precision {
     TT_PRECISION_INT8 = 2,
     TT_PRECISION_INT8_TFLITE = 3
 } tt_precision;
+
+/* TFLite's integer arithmetic of INT8_TFLITE (engine/quant.c), public for tests. */
+/* TFLite's QuantizeMultiplier: real = multiplier * 2^(shift - 31), multiplier in [2^30, 2^31). */
+void tt_quantize_multiplier(double real, int32_t *multiplier, int32_t *shift);
+/* TFLite's MultiplyByQuantizedMultiplier (double rounding): round(x * multiplier * 2^(shift - 31)). */
+int32_t tt_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+/* TFLite's QuantizedMeanOrSum rescaling for a mean of `count` values: QuantizeMultiplier(real)
+ * with 1 / count folded in, multiplier * 2^k / count and shift - k, k = min(floor(log2(count)),
+ * 32, 31 + shift). */
+void tt_mean_multiplier(double real, int64_t count, int32_t *multiplier, int32_t *shift);
 
 /* True when oneDNN dispatches bfloat16 kernels with native instructions here
  * (AVX512_BF16 or AMX: dnnl_get_effective_cpu_isa() >= avx512_core_bf16). */

@@ -139,6 +139,40 @@ static int32_t dequantize_value(tt_engine *e, int32_t i, int32_t xv) {
     return tt_add_primitive(e, i, pd, 4, args) ? -1 : v;
 }
 
+/* MEAN over H, W in an INT8_TFLITE engine: TFLite's integer mean (engine/quant.c,
+ * tt_add_int8_mean_step), the pooled features rounded to int8 with the output tensor's
+ * quantization as LiteRT's reference kernel does. x: s8 [N, H, W, C]; y: s8 [N, 1, 1, C] or
+ * [N, C], plain; the output reorder dequantizes it. */
+static tt_status mean_forward_int8_tflite(tt_engine *e, int32_t i, int32_t xv) {
+    const tt_op *op = &e->model->ops[i];
+    float ys;
+    int32_t yz;
+    tt_status s = tt_tensor_qparams(e, i, op->output, &ys, &yz);
+    if (s) return s;
+    tt_shape x = e->values[xv].shape;
+    int64_t xd[DNNL_MAX_NDIMS];
+    tt_md_dims(e->values[xv].md, xd);
+    dnnl_memory_desc_t x_nhwc = tt_md_tag_dt(e, 4, xd, dnnl_s8, dnnl_nhwc);
+    dnnl_memory_t xm = x_nhwc ? tt_value_as(e, i, xv, x_nhwc) : NULL; /* s8 NHWC (tt_value_plain is f32) */
+    dnnl_memory_desc_t f = xm ? tt_md_for_shape(e, &e->shapes[op->output]) : NULL;
+    if (!f) return TT_RUNTIME_ERROR;
+    int64_t dims[DNNL_MAX_NDIMS], strides[DNNL_MAX_NDIMS];
+    int nd = tt_md_ndims(f);
+    tt_md_dims(f, dims);
+    const dnnl_dims_t *st = NULL;
+    dnnl_memory_desc_query(f, dnnl_query_strides, &st);
+    memcpy(strides, *st, sizeof(int64_t) * (size_t)nd);
+    dnnl_memory_desc_t md = NULL, own = NULL;
+    if (dnnl_memory_desc_create_with_strides(&md, nd, dims, dnnl_s8, strides) == dnnl_success) own = tt_md_clone(e, md);
+    dnnl_memory_desc_destroy(md);
+    int32_t yv = own ? tt_new_value(e, op->output, own, e->last_use[op->output]) : -1;
+    if (yv < 0) return TT_RUNTIME_ERROR;
+    e->values[yv].qscale = ys;
+    e->values[yv].qzp = yz;
+    return tt_add_int8_mean_step(e, xm, e->values[yv].mem, x.d[0], x.d[1] * x.d[2], x.d[3],
+                                 e->values[xv].qscale, e->values[xv].qzp, ys, yz);
+}
+
 /* Builds op i. x: [N, H, W, C]; y: [N, OH, OW, C] (MEAN: [N, 1, 1, C] or [N, C]). */
 static tt_status pool_forward(tt_engine *e, int32_t i) {
     const tt_op *op = &e->model->ops[i];
@@ -157,6 +191,9 @@ static tt_status pool_forward(tt_engine *e, int32_t i) {
      * real = scale * (q - zp), by a reorder into float (oneDNN 3.2 has no s8 -> f32
      * pooling with a linear post-op); the pooling then averages real values, so the
      * pooled features are not rounded to int8. */
+    if (e->precision == TT_PRECISION_INT8_TFLITE && op->type == TT_OP_MEAN && e->values[xv].qscale > 0.f &&
+        tt_md_dt(e->values[xv].md) == dnnl_s8)
+        return mean_forward_int8_tflite(e, i, xv);
     if (e->values[xv].qscale > 0.f && alg != dnnl_pooling_max) {
         if ((xv = dequantize_value(e, i, xv)) < 0) return TT_RUNTIME_ERROR;
     }

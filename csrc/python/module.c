@@ -5,6 +5,7 @@
 #include "python/py_common.h"
 
 #include <dnnl.h>
+#include <math.h>
 
 #include "core/tt_threads.h"
 #include "engine/tt_engine.h"
@@ -80,6 +81,61 @@ static PyObject *py_cpu_isa(PyObject *module, PyObject *Py_UNUSED(args)) {
     return PyUnicode_FromString(tt_cpu_isa_name());
 }
 
+/* TFLite's integer arithmetic of dtype="int8_tflite", for tests against a NumPy transcription. */
+static PyObject *py_quantize_multiplier(PyObject *module, PyObject *arg) {
+    (void)module;
+    double real = PyFloat_AsDouble(arg);
+    if (real == -1.0 && PyErr_Occurred()) return NULL;
+    if (!(real >= 0.0) || !isfinite(real)) {
+        PyErr_Format(PyExc_ValueError, "`real` must be a finite number >= 0. Received: real=%R", arg);
+        return NULL;
+    }
+    int32_t m, sh;
+    tt_quantize_multiplier(real, &m, &sh);
+    return Py_BuildValue("(ii)", (int)m, (int)sh);
+}
+
+static PyObject *py_mean_multiplier(PyObject *module, PyObject *args) {
+    (void)module;
+    double real;
+    long long count;
+    if (!PyArg_ParseTuple(args, "dL", &real, &count)) return NULL;
+    if (!(real > 0.0) || !isfinite(real) || count < 1 || count > INT32_MAX) {
+        PyErr_Format(PyExc_ValueError, "`real` must be finite > 0 and `count` in [1, 2^31). Received: real=%g, "
+                     "count=%lld", real, count);
+        return NULL;
+    }
+    int32_t m, sh;
+    tt_mean_multiplier(real, (int64_t)count, &m, &sh);
+    return Py_BuildValue("(ii)", (int)m, (int)sh);
+}
+
+static PyObject *py_multiply_by_quantized_multiplier(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *xo;
+    int m, sh;
+    if (!PyArg_ParseTuple(args, "Oii", &xo, &m, &sh)) return NULL;
+    if (!PyArray_Check(xo) || PyArray_TYPE((PyArrayObject *)xo) != NPY_INT32) {
+        PyErr_SetString(PyExc_TypeError, "`x` must be an int32 ndarray");
+        return NULL;
+    }
+    if (m < 0 || sh < -31 || sh > 30) {
+        PyErr_Format(PyExc_ValueError, "`multiplier` must be >= 0 and `shift` in [-31, 30]. Received: multiplier=%d, "
+                     "shift=%d", m, sh);
+        return NULL;
+    }
+    PyArrayObject *x = (PyArrayObject *)PyArray_FROM_OTF(xo, NPY_INT32, NPY_ARRAY_IN_ARRAY);
+    if (!x) return NULL;
+    PyArrayObject *y = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x), NPY_INT32);
+    if (y) {
+        const int32_t *xp = (const int32_t *)PyArray_DATA(x);
+        int32_t *yp = (int32_t *)PyArray_DATA(y);
+        for (npy_intp k = 0; k < PyArray_SIZE(x); k++) yp[k] = tt_multiply_by_quantized_multiplier(xp[k], m, sh);
+    }
+    Py_DECREF(x);
+    return (PyObject *)y;
+}
+
 static PyMethodDef core_methods[] = {
     {"has_bf16", py_has_bf16, METH_NOARGS,
      "has_bf16() -> bool. True when oneDNN runs bfloat16 convolutions on native instructions here "
@@ -92,6 +148,15 @@ static PyMethodDef core_methods[] = {
      "set_num_threads(n) -> None. Sets the thread count of oneDNN/OpenMP compute (n >= 1)."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS,
      "get_num_threads() -> int. Thread count oneDNN/OpenMP compute will use."},
+    {"quantize_multiplier", py_quantize_multiplier, METH_O,
+     "quantize_multiplier(real) -> (multiplier, shift). TFLite's QuantizeMultiplier (as dtype='int8_tflite' "
+     "uses it): real ~ multiplier * 2**(shift - 31), multiplier in [2**30, 2**31); (0, 0) for 0 or tiny reals."},
+    {"mean_multiplier", py_mean_multiplier, METH_VARARGS,
+     "mean_multiplier(real, count) -> (multiplier, shift). quantize_multiplier(real) with 1 / count folded in, "
+     "as TFLite's int8 MEAN (QuantizedMeanOrSum)."},
+    {"multiply_by_quantized_multiplier", py_multiply_by_quantized_multiplier, METH_VARARGS,
+     "multiply_by_quantized_multiplier(x, multiplier, shift) -> int32 ndarray. TFLite's "
+     "MultiplyByQuantizedMultiplier (double rounding) on every element of int32 ndarray x."},
     {NULL, NULL, 0, NULL}};
 
 static int core_exec(PyObject *module) {

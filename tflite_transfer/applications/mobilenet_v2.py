@@ -121,8 +121,9 @@ _UNSET = object()
 #: file's own quantization on oneDNN int8 primitives (features only: include_top=False;
 #: uint8 images are dequantized with the file's own input quantization). "int8_tflite":
 #: the same with TFLite's integer arithmetic after oneDNN's int32 accumulation
-#: (fixed-point requantization, TFLite's integer ADD): every int8 tensor equal to LiteRT's
-#: reference kernels', slower than "int8".
+#: (fixed-point requantization, TFLite's integer ADD and MEAN): every int8 tensor, the
+#: pooled features included (rounded to int8 as TFLite does), equal to LiteRT's reference
+#: kernels', slower than "int8".
 DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8",
           "int8_tflite": "int8_tflite"}
 _INT8 = ("int8", "int8_tflite")
@@ -626,9 +627,9 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         exactly per output channel where it fits in int8, else requantized
         symmetric per channel; uint8 images are dequantized with the file's
         input scale and zero point), "int8_tflite" (as "int8", with TFLite's
-        integer requantization and ADD after oneDNN's exact int32 accumulation:
-        every int8 tensor of the ptq file equals LiteRT's reference kernels';
-        slower).
+        integer requantization, ADD and MEAN after oneDNN's exact int32
+        accumulation: every int8 tensor of the ptq file, the pooled features
+        included, equals LiteRT's reference kernels'; slower).
 
     Returns:
       MobileNetV2Model.
