@@ -48,27 +48,32 @@ def model():
     return mv.MobileNetV2(include_top=False, pooling="avg", weights=str(conftest.PTQ_MODEL), dtype="int8")
 
 
-@pytest.fixture(scope="module")
-def reference(photos, model):
-    """LiteRT reference kernels on each photo: {tensor: (N, ...) int8/uint8}, probabilities, quantization."""
-    it = litert.Interpreter(model_path=str(conftest.PTQ_MODEL),
-                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
+def _litert_reference(path, photos, tensors):
+    """LiteRT's reference kernels (BUILTIN_REF) on each photo of `photos` (N, 224, 224, 3) uint8:
+    ({tensor: (N, ...) float64 of its stored integers}, {tensor: (scale, zero point)}, the file's
+    output probabilities (N, 1001))."""
+    it = litert.Interpreter(model_path=str(path), experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
                             experimental_preserve_all_tensors=True)
     it.allocate_tensors()
     inp = it.get_input_details()[0]
-    first_conv = next(op for op in model.model.ops if op["type"] == "CONV_2D")["outputs"][0]
-    want = (model.feature_tensor, first_conv)
-    out = {t: [] for t in want}
+    out = {t: [] for t in tensors}
     probs = []
     for k in range(len(photos)):
         it.set_tensor(inp["index"], photos[k:k + 1])
         it.invoke()
-        for t in want:
+        for t in tensors:
             out[t].append(it.get_tensor(t)[0].astype(np.float64))
         probs.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
     quant = {d["index"]: d["quantization"] for d in it.get_tensor_details()}
-    return dict(tensors={t: np.stack(v) for t, v in out.items()}, probs=np.stack(probs), quant=quant,
-                first_conv=first_conv)
+    return {t: np.stack(v) for t, v in out.items()}, quant, np.stack(probs)
+
+
+@pytest.fixture(scope="module")
+def reference(photos, model):
+    """LiteRT reference kernels on each photo: {tensor: (N, ...) int8/uint8}, probabilities, quantization."""
+    first_conv = next(op for op in model.model.ops if op["type"] == "CONV_2D")["outputs"][0]
+    tensors, quant, probs = _litert_reference(conftest.PTQ_MODEL, photos, (model.feature_tensor, first_conv))
+    return dict(tensors=tensors, probs=probs, quant=quant, first_conv=first_conv)
 
 
 def _steps(real, quant):
@@ -146,21 +151,10 @@ def test_int8_rejects_a_file_outside_the_scheme():
 # (before keeping the exact ones) it was 0.11-0.15.
 @pytest.fixture(scope="module")
 def quant_reference(photos):
-    it = litert.Interpreter(model_path=str(conftest.QUANT_MODEL),
-                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
-                            experimental_preserve_all_tensors=True)
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
     model = mv.MobileNetV2(include_top=False, pooling="avg", weights=str(conftest.QUANT_MODEL), dtype="int8")
     t = model.feature_tensor
-    feats, probs = [], []
-    for k in range(len(photos)):
-        it.set_tensor(inp["index"], photos[k:k + 1])
-        it.invoke()
-        feats.append(it.get_tensor(t)[0].astype(np.float64).reshape(-1))
-        probs.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
-    quant = {d["index"]: d["quantization"] for d in it.get_tensor_details()}[t]
-    return model, np.stack(feats), np.stack(probs), quant
+    tensors, quant, probs = _litert_reference(conftest.QUANT_MODEL, photos, (t,))
+    return model, tensors[t].reshape(len(photos), -1), probs, quant[t]
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int8_tflite"])
@@ -202,24 +196,10 @@ def exact_model():
 def every_int8_tensor(photos, exact_model):
     """LiteRT reference kernels: {tensor: (5, ...) float64 of the int8 values} for every CONV_2D,
     DEPTHWISE_CONV_2D and ADD output and the pooled features, and each tensor's (scale, zero point)."""
-    it = litert.Interpreter(model_path=str(conftest.PTQ_MODEL),
-                            experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF,
-                            experimental_preserve_all_tensors=True)
-    it.allocate_tensors()
-    inp = it.get_input_details()[0]
     tensors = [op["outputs"][0] for op in exact_model.model.ops
                if op["type"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD")]
     tensors = [t for t in tensors if t != exact_model.logits_tensor] + [exact_model.feature_tensor]
-    out = {t: [] for t in tensors}
-    probs = []
-    for k in range(len(photos)):
-        it.set_tensor(inp["index"], photos[k:k + 1])
-        it.invoke()
-        for t in tensors:
-            out[t].append(it.get_tensor(t)[0].astype(np.float64))
-        probs.append(it.get_tensor(it.get_output_details()[0]["index"])[0])
-    quant = {d["index"]: d["quantization"] for d in it.get_tensor_details()}
-    return {t: np.stack(v) for t, v in out.items()}, quant, np.stack(probs)
+    return _litert_reference(conftest.PTQ_MODEL, photos, tensors)
 
 
 def test_int8_tflite_every_int8_tensor_equals_litert_reference(photos, exact_model, every_int8_tensor):
