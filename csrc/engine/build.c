@@ -90,6 +90,22 @@ dnnl_memory_desc_t tt_md_strides(tt_engine *e, int ndims, const int64_t *dims, c
     return own_md(e, md);
 }
 
+dnnl_memory_desc_t tt_md_strided_like(tt_engine *e, const_dnnl_memory_desc_t src, dnnl_data_type_t dt) {
+    int64_t dims[DNNL_MAX_NDIMS], strides[DNNL_MAX_NDIMS];
+    int nd = tt_md_ndims(src);
+    tt_md_dims(src, dims);
+    const dnnl_dims_t *st_ = NULL;
+    dnnl_memory_desc_query(src, dnnl_query_strides, &st_);
+    memcpy(strides, *st_, sizeof(int64_t) * (size_t)nd);
+    dnnl_memory_desc_t md = NULL;
+    dnnl_status_t st = dnnl_memory_desc_create_with_strides(&md, nd, dims, dt, strides);
+    if (st != dnnl_success) {
+        tt_dnnl_fail(e, -1, "memory descriptor", st);
+        return NULL;
+    }
+    return own_md(e, md);
+}
+
 dnnl_memory_desc_t tt_md_clone(tt_engine *e, const_dnnl_memory_desc_t src) {
     dnnl_memory_desc_t md = NULL;
     dnnl_status_t st = dnnl_memory_desc_clone(&md, src);

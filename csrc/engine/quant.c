@@ -54,20 +54,7 @@ int32_t tt_quantize_value(tt_engine *e, int32_t i, int32_t xv, int32_t t) {
     int32_t yz, xz = e->values[xv].qzp;
     if (tt_tensor_qparams(e, i, t, &ys, &yz)) return -1;
     dnnl_memory_desc_t ymd = tt_md_for_shape(e, &e->shapes[t]);
-    int64_t dims[DNNL_MAX_NDIMS], strides[DNNL_MAX_NDIMS];
-    if (!ymd) return -1;
-    int nd = tt_md_ndims(ymd);
-    tt_md_dims(ymd, dims);
-    const dnnl_dims_t *st_ = NULL;
-    dnnl_memory_desc_query(ymd, dnnl_query_strides, &st_);
-    memcpy(strides, *st_, sizeof(int64_t) * (size_t)nd);
-    dnnl_memory_desc_t y8 = NULL;
-    if (dnnl_memory_desc_create_with_strides(&y8, nd, dims, dnnl_s8, strides) != dnnl_success) {
-        tt_error(TT_RUNTIME_ERROR, "operator %d: int8 descriptor", i);
-        return -1;
-    }
-    dnnl_memory_desc_t ymd8 = tt_md_clone(e, y8);
-    dnnl_memory_desc_destroy(y8);
+    dnnl_memory_desc_t ymd8 = ymd ? tt_md_strided_like(e, ymd, dnnl_s8) : NULL;
     int32_t yv = ymd8 ? tt_new_value(e, t, ymd8, e->last_use[t]) : -1;
     dnnl_memory_t m_xs = xs > 0.f ? tt_scales_memory(e, &xs, 1) : NULL, m_xz = xs > 0.f ? tt_zero_point_memory(e, xz) : NULL;
     dnnl_memory_t m_ys = tt_scales_memory(e, &ys, 1), m_yz = tt_zero_point_memory(e, yz);

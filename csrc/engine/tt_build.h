@@ -188,6 +188,8 @@ dnnl_memory_desc_t tt_md_tag_dt(tt_engine *e, int ndims, const int64_t *dims, dn
 dnnl_data_type_t tt_md_dt(const_dnnl_memory_desc_t md);
 dnnl_memory_desc_t tt_md_strides(tt_engine *e, int ndims, const int64_t *dims, const int64_t *strides);
 dnnl_memory_desc_t tt_md_clone(tt_engine *e, const_dnnl_memory_desc_t md);
+/* The dims and strides of `md` (a strided md without inner blocks) with data type `dt`. */
+dnnl_memory_desc_t tt_md_strided_like(tt_engine *e, const_dnnl_memory_desc_t md, dnnl_data_type_t dt);
 /* Plain (row-major; nhwc for 4D) md with the dims of `md`. */
 dnnl_memory_desc_t tt_md_plain_like(tt_engine *e, const_dnnl_memory_desc_t md);
 /* Plain md of a TFLite shape in oneDNN logical order ({N,C,H,W} nhwc for rank 4). */

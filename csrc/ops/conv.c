@@ -163,21 +163,8 @@ static tt_status conv_attr_int8(tt_engine *e, int32_t i, bool dw, int32_t n_wsca
 }
 
 /* The TFLite filter layout over oneDNN's logical dims (g->w_user) as s8; engine-owned. NULL on failure. */
-static dnnl_memory_desc_t int8_weights_md(tt_engine *e, int32_t i, const conv_geo *g) {
-    int64_t wdims[DNNL_MAX_NDIMS], wstr[DNNL_MAX_NDIMS];
-    int wnd = tt_md_ndims(g->w_user);
-    tt_md_dims(g->w_user, wdims);
-    const dnnl_dims_t *ws = NULL;
-    dnnl_memory_desc_query(g->w_user, dnnl_query_strides, &ws);
-    memcpy(wstr, *ws, sizeof(int64_t) * (size_t)wnd);
-    dnnl_memory_desc_t w_user8 = NULL;
-    if (dnnl_memory_desc_create_with_strides(&w_user8, wnd, wdims, dnnl_s8, wstr) != dnnl_success) {
-        tt_error(TT_RUNTIME_ERROR, "operator %d: int8 weights descriptor", i);
-        return NULL;
-    }
-    dnnl_memory_desc_t w_user = tt_md_clone(e, w_user8);
-    dnnl_memory_desc_destroy(w_user8);
-    return w_user;
+static dnnl_memory_desc_t int8_weights_md(tt_engine *e, const conv_geo *g) {
+    return tt_md_strided_like(e, g->w_user, dnnl_s8);
 }
 
 /* Op i in an INT8_TFLITE engine: oneDNN accumulates sum((x - x_zp) * w) exactly into s32
@@ -191,7 +178,7 @@ static tt_status conv_forward_int8_tflite(tt_engine *e, int32_t i, const conv_ge
     int32_t y_zp;
     tt_status s = tt_tensor_qparams(e, i, op->output, &y_scale, &y_zp);
     if (s) return s;
-    dnnl_memory_desc_t w_user = int8_weights_md(e, i, g);
+    dnnl_memory_desc_t w_user = int8_weights_md(e, g);
     int64_t yd[DNNL_MAX_NDIMS];
     tt_md_dims(g->dst_any, yd);
     dnnl_memory_desc_t acc_md = w_user ? tt_md_tag_dt(e, 4, yd, dnnl_s32, dnnl_nhwc) : NULL;
@@ -284,7 +271,7 @@ static tt_status conv_forward_int8(tt_engine *e, int32_t i, const conv_geo *g) {
         r_zp = e->values[rv].qzp;
     }
     tt_activation act = rv >= 0 ? m->ops[add].activation : op->activation;
-    dnnl_memory_desc_t w_user = int8_weights_md(e, i, g);
+    dnnl_memory_desc_t w_user = int8_weights_md(e, g);
     if (!w_user) return TT_RUNTIME_ERROR;
 
     dnnl_primitive_desc_t pd = NULL;

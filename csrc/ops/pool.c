@@ -97,27 +97,13 @@ static void pool_geometry(const tt_op *op, const tt_shape *x, dnnl_dims_t kernel
 /* A float temporary (live until now) holding int8 value xv dequantized, in xv's layout. -1 on failure. */
 static int32_t dequantize_value(tt_engine *e, int32_t i, int32_t xv) {
     const tt_value *x = &e->values[xv];
-    int64_t dims[DNNL_MAX_NDIMS], strides[DNNL_MAX_NDIMS];
-    int nd = tt_md_ndims(x->md);
-    tt_md_dims(x->md, dims);
     dnnl_format_kind_t kind = dnnl_format_kind_undef;
     dnnl_memory_desc_query(x->md, dnnl_query_format_kind, &kind);
-    dnnl_memory_desc_t f = NULL;
-    if (kind == dnnl_blocked) { /* same strides (plain or blocked-as-strides is fine for an NHWC/nchw value) */
-        const dnnl_dims_t *st_ = NULL;
-        dnnl_memory_desc_query(x->md, dnnl_query_strides, &st_);
-        memcpy(strides, *st_, sizeof(int64_t) * (size_t)nd);
-    }
     int32_t inner = 0;
     dnnl_memory_desc_query(x->md, dnnl_query_inner_nblks_s32, &inner);
-    dnnl_memory_desc_t md = NULL;
-    if (inner == 0 && kind == dnnl_blocked) {
-        if (dnnl_memory_desc_create_with_strides(&f, nd, dims, dnnl_f32, strides) != dnnl_success) f = NULL;
-        md = f ? tt_md_clone(e, f) : NULL;
-        dnnl_memory_desc_destroy(f);
-    } else {
-        md = tt_md_plain_like(e, x->md);
-    }
+    /* same strides when xv has no inner blocks (plain or blocked-as-strides NHWC/nchw), else plain */
+    dnnl_memory_desc_t md = inner == 0 && kind == dnnl_blocked ? tt_md_strided_like(e, x->md, dnnl_f32)
+                                                               : tt_md_plain_like(e, x->md);
     float qs = x->qscale;
     int32_t qz = x->qzp;
     int32_t v = md ? tt_new_value(e, -1, md, e->now) : -1;
@@ -155,16 +141,7 @@ static tt_status mean_forward_int8_tflite(tt_engine *e, int32_t i, int32_t xv) {
     dnnl_memory_desc_t x_nhwc = tt_md_tag_dt(e, 4, xd, dnnl_s8, dnnl_nhwc);
     dnnl_memory_t xm = x_nhwc ? tt_value_as(e, i, xv, x_nhwc) : NULL; /* s8 NHWC (tt_value_plain is f32) */
     dnnl_memory_desc_t f = xm ? tt_md_for_shape(e, &e->shapes[op->output]) : NULL;
-    if (!f) return TT_RUNTIME_ERROR;
-    int64_t dims[DNNL_MAX_NDIMS], strides[DNNL_MAX_NDIMS];
-    int nd = tt_md_ndims(f);
-    tt_md_dims(f, dims);
-    const dnnl_dims_t *st = NULL;
-    dnnl_memory_desc_query(f, dnnl_query_strides, &st);
-    memcpy(strides, *st, sizeof(int64_t) * (size_t)nd);
-    dnnl_memory_desc_t md = NULL, own = NULL;
-    if (dnnl_memory_desc_create_with_strides(&md, nd, dims, dnnl_s8, strides) == dnnl_success) own = tt_md_clone(e, md);
-    dnnl_memory_desc_destroy(md);
+    dnnl_memory_desc_t own = f ? tt_md_strided_like(e, f, dnnl_s8) : NULL;
     int32_t yv = own ? tt_new_value(e, op->output, own, e->last_use[op->output]) : -1;
     if (yv < 0) return TT_RUNTIME_ERROR;
     e->values[yv].qscale = ys;
