@@ -220,25 +220,14 @@ int32_t tt_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32
 }
 
 /* One NHWC row of requant_kernel: o[c] = clamp(MBQM(a[c] + bias[c], mult[c], shift[c]) + zp, lo, hi).
- * The same arithmetic as mbqm, written without branches so that the compiler vectorizes
- * it; compiled for AVX-512 / AVX2 / baseline and picked at load (GCC target_clones).
- * mult[c] is QuantizeMultiplier's output: 0 or in [2^30, 2^31), so SaturatingRounding-
- * DoublingHighMul's one saturating case (both operands INT32_MIN) cannot occur. */
+ * Compiled for AVX-512 / AVX2 / baseline and picked at load (GCC target_clones). */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
 __attribute__((target_clones("arch=skylake-avx512", "avx2", "default")))
 #endif
 static void requant_row(const int32_t *a, int8_t *o, int64_t n, const int32_t *bias, const int32_t *mult,
                         const int32_t *shift, int32_t zp, int32_t lo, int32_t hi) {
     for (int64_t c = 0; c < n; c++) {
-        int32_t sh = shift[c];
-        int32_t left = sh > 0 ? sh : 0, right = sh > 0 ? 0 : -sh;
-        int32_t x = (int32_t)((uint32_t)(a[c] + bias[c]) << left);
-        int64_t ab = (int64_t)x * (int64_t)mult[c];
-        int64_t t = ab + (ab >= 0 ? (1LL << 30) : (1 - (1LL << 30)));
-        int32_t q = (int32_t)((t + ((t >> 63) & ((1LL << 31) - 1))) >> 31); /* t / 2^31 toward zero */
-        int32_t mask = (int32_t)((1LL << right) - 1);
-        int32_t thr = (mask >> 1) + (q < 0 ? 1 : 0);
-        int32_t v = (q >> right) + ((q & mask) > thr ? 1 : 0) + zp;
+        int32_t v = mbqm(a[c] + bias[c], mult[c], shift[c]) + zp;
         o[c] = (int8_t)(v < lo ? lo : v > hi ? hi : v);
     }
 }
