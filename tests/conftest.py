@@ -45,6 +45,20 @@ def shared_photos_224():
                      for n in PHOTO_TOP1])
 
 
+def gradient_batch(classes=5):
+    """The batch of the fine-tuning gradient tests (ours vs NumPy and vs Keras): the shared .bmp
+    photos loaded with our `load_img` at 224x224, uint8 (N, 224, 224, 3); labels
+    arange(N) % classes; a random head kernel float32 (1280, classes) ~ N(0, 0.05) and bias
+    (classes,) ~ N(0, 0.1) from seed 0."""
+    from tflite_transfer import data as ttdata
+
+    photos = np.stack([ttdata.load_img(p, target_size=(224, 224)) for p in sorted(IMAGES.glob("*.bmp"))])
+    rng = np.random.default_rng(0)
+    head_kernel = rng.normal(0, 0.05, (1280, classes)).astype(np.float32)
+    head_bias = rng.normal(0, 0.1, classes).astype(np.float32)
+    return photos, np.arange(len(photos)) % classes, head_kernel, head_bias
+
+
 @pytest.fixture(scope="session")
 def shared_dir():
     return SHARED

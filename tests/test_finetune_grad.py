@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 import reference_grad as R
-from conftest import IMAGES
+from conftest import gradient_batch
 from tflite_transfer import applications
-from tflite_transfer import data as ttdata
 from tflite_transfer.applications import mobilenet_v2 as mv
 from tflite_transfer.models.finetune import BaseTuner
 
@@ -26,11 +25,8 @@ C = 5
 
 @pytest.fixture(scope="module")
 def batch():
-    photos = np.stack([ttdata.load_img(p, target_size=(224, 224)) for p in sorted(IMAGES.glob("*.bmp"))])
-    rng = np.random.default_rng(0)
-    head_kernel = rng.normal(0, 0.05, (1280, C)).astype(np.float32)
-    head_bias = rng.normal(0, 0.1, C).astype(np.float32)
-    return mv.preprocess_input(photos).astype(np.float32), np.arange(len(photos)) % C, head_kernel, head_bias
+    photos, y, head_kernel, head_bias = gradient_batch(C)
+    return mv.preprocess_input(photos).astype(np.float32), y, head_kernel, head_bias
 
 
 def ours(base, x, y, hk, hb):

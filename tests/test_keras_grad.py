@@ -10,9 +10,8 @@ pytest.importorskip("tensorflow", reason="TensorFlow/Keras not installed")
 pytest.importorskip("keras", reason="TensorFlow/Keras not installed")
 
 import keras_grad  # noqa: E402
-from conftest import IMAGES  # noqa: E402
+from conftest import gradient_batch  # noqa: E402
 from tflite_transfer import applications  # noqa: E402
-from tflite_transfer import data as ttdata  # noqa: E402
 from tflite_transfer.applications import mobilenet_v2 as mv  # noqa: E402
 
 C = 5
@@ -20,11 +19,9 @@ C = 5
 
 @pytest.fixture(scope="module")
 def batch():
-    photos = np.stack([ttdata.load_img(p, target_size=(224, 224)) for p in sorted(IMAGES.glob("*.bmp"))])
-    rng = np.random.default_rng(0)
-    head_kernel = rng.normal(0, 0.05, (1280, C)).astype(np.float32)
-    head_bias = rng.normal(0, 0.1, C).astype(np.float32)
-    return photos, mv.preprocess_input(photos), np.array([0, 1, 2, 3, 4]), head_kernel, head_bias
+    photos, y, head_kernel, head_bias = gradient_batch(C)
+    assert list(y) == [0, 1, 2, 3, 4]  # the 5 shared photos, one label each
+    return photos, mv.preprocess_input(photos), y, head_kernel, head_bias
 
 
 @pytest.fixture(scope="module")
