@@ -115,7 +115,11 @@ def test_bf16_engine_runs_bf16_convolutions():
         r = subprocess.run([sys.executable, "-c", code, dtype], capture_output=True, text=True, check=True,
                            env=dict(os.environ, ONEDNN_VERBOSE="1"), cwd=str(conftest.REPO))
         convs = [ln for ln in r.stdout.splitlines() if ln.startswith("onednn_verbose,exec,cpu,convolution")]
-        assert len(convs) == 52, (dtype, len(convs))  # 35 CONV_2D + 17 DEPTHWISE before the pooling
+        # an expand 1x1 conv that runs its depthwise as a post-op counts twice, and its
+        # depthwise weights must be in the dtype too
+        fused = [ln for ln in convs if "+dw:k3" in ln]
+        assert fused and all(f"wei_fused_{want}" in ln for ln in fused), (dtype, fused)
+        assert len(convs) + len(fused) == 52, (dtype, len(convs))  # 35 CONV_2D + 17 DEPTHWISE before the pooling
         for ln in convs:
             assert f"src_{want}" in ln and f"wei_{want}" in ln, ln
 

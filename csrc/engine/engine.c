@@ -182,11 +182,12 @@ static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h
     e->tensor_value = (int32_t *)calloc(nt, sizeof(int32_t));
     e->grad_value = (int32_t *)calloc(nt, sizeof(int32_t));
     e->fuse_add = (int32_t *)calloc(no, sizeof(int32_t));
-    e->add_done = (bool *)calloc(no, sizeof(bool));
+    e->fuse_dw = (int32_t *)calloc(no, sizeof(int32_t));
+    e->op_done = (bool *)calloc(no, sizeof(bool));
     e->fold_pad = (int32_t *)calloc(no, sizeof(int32_t));
     e->fwd_pd = (dnnl_primitive_desc_t *)calloc(no, sizeof(dnnl_primitive_desc_t));
     if (!e->fold_pad || !e->shapes || !e->needed || !e->producer || !e->last_use || !e->consumers || !e->tensor_value ||
-        !e->grad_value || !e->fuse_add || !e->add_done || !e->fwd_pd) {
+        !e->grad_value || !e->fuse_add || !e->fuse_dw || !e->op_done || !e->fwd_pd) {
         s = tt_oom();
         goto error;
     }
@@ -197,6 +198,7 @@ static tt_status engine_build(const tt_model *model, int32_t batch, int32_t in_h
     tt_plan_pad_folding(e);
     tt_plan_liveness(e);
     tt_plan_fusion(e);
+    tt_plan_dw_fusion(e);
     for (size_t t = 0; t < nt; t++) e->tensor_value[t] = e->grad_value[t] = -1;
 
     if ((st = dnnl_engine_create(&e->eng, dnnl_cpu, 0)) != dnnl_success ||
@@ -572,7 +574,8 @@ void tt_engine_destroy(tt_engine *e) {
     free(e->tensor_value);
     free(e->grad_value);
     free(e->fuse_add);
-    free(e->add_done);
+    free(e->fuse_dw);
+    free(e->op_done);
     free(e->fold_pad);
     free(e->fwd_pd);
     free(e);

@@ -1,8 +1,9 @@
 /* plan.c - graph analysis of an engine, before any primitive exists: the ops
  * the output needs and every tensor's shape (through each op's shape rule in
  * the op table), PAD folding, liveness (with the training boundary: every
- * tensor a trainable op reads or writes lives on), residual-ADD fusion (below
- * the boundary only) and whether the batch may run in chunks.
+ * tensor a trainable op reads or writes lives on), residual-ADD fusion and
+ * expand + depthwise fusion (below the boundary only) and whether the batch may
+ * run in chunks.
  */
 #include "engine/tt_plan.h"
 
@@ -160,6 +161,40 @@ void tt_plan_fusion(tt_engine *e) {
             e->fuse_add[j] = k;
             break;
         }
+    }
+}
+
+/* The MobileNetV2 expand + depthwise pair: a 1x1 CONV_2D (stride 1) whose
+ * output only feeds a 3x3 DEPTHWISE_CONV_2D (directly or through a folded
+ * PAD), in an inference engine. oneDNN runs both in one primitive with a depthwise post-op
+ * (dnnl_post_ops_append_dw): the expanded tensor, the network's largest, never
+ * goes to memory in full. Only a proposal: conv.c checks the padding, the kernel
+ * oneDNN picks and falls back to two convolutions. Float engines only (f32, bf16).
+ * TFLITE_TRANSFER_DW_FUSION=0 turns it off (A/B runs). */
+void tt_plan_dw_fusion(tt_engine *e) {
+    const tt_model *m = e->model;
+    for (int32_t i = 0; i < m->n_ops; i++) e->fuse_dw[i] = -1;
+    /* A training engine keeps its frozen bottom unfused: the same kernels, and so the
+     * same bits, as before fusion existed, which the fine-tuning gradients were
+     * checked with against Keras (tests/test_finetune_grad.py: fused, a ReLU6 edge
+     * flips and one kernel gradient moves by 2e-3 relative). */
+    if (tt_is_int8(e) || e->train_from < m->n_ops) return;
+    const char *env = getenv("TFLITE_TRANSFER_DW_FUSION");
+    if (env && strcmp(env, "0") == 0) return;
+    for (int32_t j = 0; j < m->n_ops; j++) {
+        const tt_op *dw = &m->ops[j];
+        if (!e->needed[j] || dw->type != TT_OP_DEPTHWISE_CONV_2D) continue;
+        const tt_tensor *w = &m->tensors[dw->inputs[1]];
+        if (w->shape[1] != 3 || w->shape[2] != 3 || dw->stride_h != dw->stride_w || dw->stride_h < 1 ||
+            dw->stride_h > 2 || dw->dilation_h != 1 || dw->dilation_w != 1 || dw->n_inputs < 3 || dw->inputs[2] < 0)
+            continue;
+        int32_t a = tt_op_input(e, j, 0), i = e->producer[a];
+        if (i < 0 || !e->needed[i] || m->ops[i].type != TT_OP_CONV_2D || e->fuse_add[i] >= 0) continue;
+        const tt_op *pw = &m->ops[i];
+        const tt_tensor *pwt = &m->tensors[pw->inputs[1]];
+        if (pwt->shape[1] != 1 || pwt->shape[2] != 1 || pw->stride_h != 1 || pw->stride_w != 1) continue;
+        if (e->consumers[a] != 1 || a == e->output_tensor || e->last_use[a] != j) continue;
+        e->fuse_dw[i] = j;
     }
 }
 

@@ -114,7 +114,8 @@ struct tt_engine {
     int32_t *consumers;      /* [n_tensors] needed ops reading it */
     int32_t *producer;       /* [n_tensors] op writing it, -1 */
     int32_t *fuse_add;       /* [n_ops] for a CONV_2D: the ADD it may absorb as a sum post-op, -1 */
-    bool *add_done;          /* [n_ops] ADD already computed by its conv's sum post-op */
+    int32_t *fuse_dw;        /* [n_ops] for a 1x1 CONV_2D: the DEPTHWISE_CONV_2D it may run as a dw post-op, -1 */
+    bool *op_done;           /* [n_ops] ADD or DEPTHWISE_CONV_2D already computed by a post-op of the conv before it */
     int32_t *fold_pad;       /* [n_ops] for a conv: the PAD op folded into its padding, -1 */
     int32_t *tensor_value;   /* [n_tensors] value index, -1 */
     int32_t *grad_value;     /* [n_tensors] value index of dL/d(tensor) during the backward build, -1 */

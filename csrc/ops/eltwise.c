@@ -86,7 +86,7 @@ static bool full_size(tt_engine *e, int32_t t, const tt_shape *y) {
 }
 
 /* Builds op i. a, b: broadcastable shapes (NumPy rules); y: the broadcast shape.
- * Nothing to build when its conv computed it with a sum post-op (add_done). */
+ * Nothing to build when its conv computed it with a sum post-op (op_done). */
 /* ADD in an INT8_TFLITE engine: a, b s8 in one layout (NHWC, the convolutions' outputs),
  * y s8 in it with the output tensor's quantization, by TFLite's integer ADD (engine/quant.c). */
 static tt_status add_forward_int8_tflite(tt_engine *e, int32_t i) {
@@ -113,7 +113,7 @@ static tt_status add_forward_int8_tflite(tt_engine *e, int32_t i) {
 }
 
 static tt_status add_forward(tt_engine *e, int32_t i) {
-    if (e->add_done[i]) return TT_OK;
+    if (e->op_done[i]) return TT_OK;
     if (e->precision == TT_PRECISION_INT8_TFLITE) return add_forward_int8_tflite(e, i);
     const tt_op *op = &e->model->ops[i];
     const tt_shape *y = &e->shapes[op->output];
