@@ -9,7 +9,8 @@ Specification:
 - the fusion really happens (oneDNN's verbose log names the post-op, both strides);
 - results are the same bits whatever the batch size and the thread count, although oneDNN
   fuses a pair or not depending on them (an unfused pair runs the fused primitive's own
-  kernels).
+  kernels, found by name in oneDNN's list; a name that is not there never ends on the
+  reference kernel).
 """
 import os
 import subprocess
@@ -73,31 +74,50 @@ def test_fused_bf16_features_equal_the_unfused_ones(photos, monkeypatch):
     np.testing.assert_allclose(fused, plain, rtol=0, atol=1e-2 * np.abs(plain).max())
 
 
-def test_the_post_op_runs_for_stride_1_and_stride_2_blocks():
-    code = ("import numpy as np; from tflite_transfer import _core; import tflite_transfer as tt\n"
-            f"tt.set_num_threads(1); m = _core.Model(open({str(PTQ_MODEL)!r}, 'rb').read())\n"
-            "m.run(np.zeros((8, 224, 224, 3), np.float32))\n")
+def _verbose_convs(precision, threads, batch):
+    code = ("import sys, numpy as np; from tflite_transfer import _core; import tflite_transfer as tt\n"
+            f"tt.set_num_threads({threads}); m = _core.Model(open({str(PTQ_MODEL)!r}, 'rb').read())\n"
+            f"m.run(np.zeros(({batch}, 224, 224, 3), np.float32), precision={precision!r})\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env=dict(os.environ, ONEDNN_VERBOSE="1"), cwd=str(conftest.REPO))
-    fused = [ln for ln in r.stdout.splitlines() if ln.startswith("onednn_verbose,exec,cpu,convolution")
-             and "+dw:k3" in ln]
+    return [ln for ln in r.stdout.splitlines() if ln.startswith("onednn_verbose,exec,cpu,convolution")]
+
+
+def test_the_post_op_runs_for_stride_1_and_stride_2_blocks():
+    fused = [ln for ln in _verbose_convs("float32", 1, 8) if "+dw:k3" in ln]
     # 16 expand + depthwise pairs; oneDNN 3.2 has no fused kernel for the three 7x7 ones at batch 8
     assert len(fused) >= 10, len(fused)
     assert any("+dw:k3s1p1" in ln for ln in fused) and any("+dw:k3s2p0" in ln for ln in fused)
 
 
-def test_same_bits_for_any_batch_size_and_thread_count(photos):
+PRECISIONS = ["float32"] + (["bfloat16"] if _core.has_bf16() else [])
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("threads,batch", [(1, 8), (2, 2)])
+def test_no_convolution_falls_back_to_a_reference_kernel(precision, threads, batch):
+    # An unfused pair asks for the fused primitive's kernels by name; a name that is not in
+    # oneDNN's list must leave oneDNN's own choice, never the reference kernel at the end of
+    # the list (measured once: bf16 at 0.5 images/s).
+    convs = _verbose_convs(precision, threads, batch)
+    assert len(convs) >= 36
+    impls = sorted({ln.split(",")[4] for ln in convs})
+    assert not [i for i in impls if i.startswith("ref")], impls
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_same_bits_for_any_batch_size_and_thread_count(photos, precision):
     before = tt.get_num_threads()
     m = _model()
     t = _pooled(m)
     x = np.ascontiguousarray(np.concatenate([photos, photos[::-1]]))  # 20 images: lanes at 2 threads
     try:
         tt.set_num_threads(2)
-        ref = m.run(x, output_tensor=t)
-        singles = np.concatenate([m.run(x[k:k + 1], output_tensor=t) for k in range(0, 20, 7)])
-        three = m.run(x[:3], output_tensor=t)
+        ref = m.run(x, output_tensor=t, precision=precision)
+        singles = np.concatenate([m.run(x[k:k + 1], output_tensor=t, precision=precision) for k in range(0, 20, 7)])
+        three = m.run(x[:3], output_tensor=t, precision=precision)
         tt.set_num_threads(1)
-        one_thread = m.run(x, output_tensor=t)
+        one_thread = m.run(x, output_tensor=t, precision=precision)
     finally:
         tt.set_num_threads(before)
     np.testing.assert_array_equal(singles, ref[0:20:7])

@@ -434,23 +434,37 @@ static tt_status conv_forward_dw_fused(tt_engine *e, int32_t i, const conv_geo *
  * batch): the kernels the fused primitive is made of, so that its results are the
  * same bits fused or not, whatever the threads or the micro-batch. NULL: any. */
 static const char *dw_pair_kernel(const tt_engine *e, int32_t i) {
-    if (e->fuse_dw[i] >= 0) return "jit_1x1:";
+    bool bf16 = e->conv_dt == dnnl_bf16;
+    if (e->fuse_dw[i] >= 0) return bf16 ? "jit_bf16_1x1:" : "jit_1x1:";
     const tt_model *m = e->model;
     if (m->ops[i].type != TT_OP_DEPTHWISE_CONV_2D) return NULL;
     int32_t p = e->producer[tt_op_input(e, i, 0)];
     return (p >= 0 && e->fuse_dw[p] == i) ? "jit_dw:" : NULL;
 }
 
-/* Moves pd to its first implementation whose name starts with prefix; keeps pd as
- * it is when none does. */
-static void pd_prefer(dnnl_primitive_desc_t pd, const char *prefix) {
+/* Moves *pd to its first implementation whose name starts with prefix. When none
+ * does, *pd is left on the implementation it had: next_impl only moves forward and
+ * ends on a reference kernel, so a clone (which keeps the implementation but cannot
+ * iterate) is the way back. */
+static void pd_prefer(dnnl_primitive_desc_t *pd, const char *prefix) {
     if (!prefix) return;
+    dnnl_primitive_desc_t first = NULL;
+    if (dnnl_primitive_desc_clone(&first, *pd) != dnnl_success) return;
     const char *impl = NULL;
-    dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl);
     while (impl && strncmp(impl, prefix, strlen(prefix)) != 0) {
-        if (dnnl_primitive_desc_next_impl(pd) != dnnl_success) break;
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        if (dnnl_primitive_desc_next_impl(*pd) != dnnl_success) {
+            impl = NULL;
+            break;
+        }
+        dnnl_primitive_desc_query(*pd, dnnl_query_impl_info_str, 0, &impl);
     }
+    if (impl) {
+        dnnl_primitive_desc_destroy(first);
+        return;
+    }
+    dnnl_primitive_desc_destroy(*pd);
+    *pd = first;
 }
 
 /* Builds op i. x: [N, H, W, Cin] NHWC; filter: CONV [O, KH, KW, Cin], DW [1, KH, KW, C];
@@ -505,7 +519,7 @@ static tt_status conv_forward(tt_engine *e, int32_t i) {
             &pd, e->eng, tt_prop(e, i), dnnl_convolution_direct, own_src ? e->values[xv].md : src_any,
             w_any, b_md, fuse ? e->values[rv].md : dst_any, strides, dilates, pad_l, pad_r, attr);
         dnnl_primitive_attr_destroy(attr);
-        if (st == dnnl_success) pd_prefer(pd, dw_pair_kernel(e, i));
+        if (st == dnnl_success) pd_prefer(&pd, dw_pair_kernel(e, i));
         /* Keep a reference kernel only as the last resort. */
         if (st == dnnl_success && attempt < 3) {
             const char *impl = NULL;
