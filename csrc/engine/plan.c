@@ -194,6 +194,10 @@ void tt_plan_dw_fusion(tt_engine *e) {
         const tt_tensor *pwt = &m->tensors[pw->inputs[1]];
         if (pwt->shape[1] != 1 || pwt->shape[2] != 1 || pw->stride_h != 1 || pw->stride_w != 1) continue;
         if (e->consumers[a] != 1 || a == e->output_tensor || e->last_use[a] != j) continue;
+        /* At 7x7 (MobileNetV2's last blocks) oneDNN 3.2 has only its reference fusion, and
+         * the fused primitive's own kernels, which an unfused pair must then run for equal
+         * bits (conv.c), are slower there than its default ones: not proposed. */
+        if (e->shapes[a].d[1] * e->shapes[a].d[2] < 14 * 14) continue;
         e->fuse_dw[i] = j;
     }
 }
