@@ -120,7 +120,9 @@ def test_top1_equals_litert_reference_and_f32(photos, model, reference):
 
 @pytest.mark.parametrize("path", [conftest.PTQ_MODEL, conftest.QUANT_MODEL], ids=["ptq", "quant"])
 def test_int8_engine_runs_int8_convolutions(path):
-    """oneDNN's verbose log: every convolution reads s8 source and weights, none a reference kernel."""
+    """oneDNN's verbose log: every convolution reads s8 weights and an s8 source, or a u8 source
+    without zero point where that source is a ReLU6 output (zero point -128 as s8: stored as u8,
+    csrc/ops/conv.c int8_output_as_u8), none a reference kernel."""
     import os
     import subprocess
     import sys
@@ -132,9 +134,15 @@ def test_int8_engine_runs_int8_convolutions(path):
                        check=True, env=dict(os.environ, ONEDNN_VERBOSE="1"), cwd=str(conftest.REPO))
     convs = [ln.split(",") for ln in r.stdout.splitlines() if ln.startswith("onednn_verbose,exec,cpu,convolution")]
     assert len(convs) >= 52, len(convs)
+    u8 = 0
     for f in convs:
         line = ",".join(f)
-        assert "src_s8" in line and "wei_s8" in line and not f[4].startswith("ref"), line
+        assert ("src_s8" in line or "src_u8" in line) and "wei_s8" in line and not f[4].startswith("ref"), line
+        if "src_u8" in line:
+            u8 += 1
+            assert "zero-points:src" not in line, line
+    # each block's depthwise and project convs read ReLU6 outputs (block 0: the stem's and its dw's)
+    assert u8 >= 34, u8
 
 
 def test_int8_rejects_a_file_outside_the_scheme():
