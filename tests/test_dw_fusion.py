@@ -74,10 +74,10 @@ def test_fused_bf16_features_equal_the_unfused_ones(photos, monkeypatch):
     np.testing.assert_allclose(fused, plain, rtol=0, atol=1e-2 * np.abs(plain).max())
 
 
-def _verbose_convs(precision, threads, batch):
+def _verbose_convs(precision, threads, batch, hw=(224, 224)):
     code = ("import sys, numpy as np; from tflite_transfer import _core; import tflite_transfer as tt\n"
             f"tt.set_num_threads({threads}); m = _core.Model(open({str(PTQ_MODEL)!r}, 'rb').read())\n"
-            f"m.run(np.zeros(({batch}, 224, 224, 3), np.float32), precision={precision!r})\n")
+            f"m.run(np.zeros(({batch}, {hw[0]}, {hw[1]}, 3), np.float32), precision={precision!r})\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        env=dict(os.environ, ONEDNN_VERBOSE="1"), cwd=str(conftest.REPO))
     return [ln for ln in r.stdout.splitlines() if ln.startswith("onednn_verbose,exec,cpu,convolution")]
@@ -123,3 +123,20 @@ def test_same_bits_for_any_batch_size_and_thread_count(photos, precision):
     np.testing.assert_array_equal(singles, ref[0:20:7])
     np.testing.assert_array_equal(three, ref[:3])
     np.testing.assert_array_equal(one_thread, ref)
+
+
+def test_odd_sizes_fuse_stride_2_with_top_padding_and_agree(monkeypatch):
+    # 97 x 131: odd maps before stride-2 blocks, where TF's SAME pads 1 on top and 1 at the
+    # bottom (post-op padding_l = 1, "k3s2p1"), unlike the even 224 case ("k3s2p0")
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 97, 131, 3)).astype(np.float32)
+    outs = []
+    for fusion in (True, False):
+        with monkeypatch.context() as mp:
+            if not fusion:
+                mp.setenv("TFLITE_TRANSFER_DW_FUSION", "0")
+            m = _model()
+            outs.append(m.run(x, output_tensor=_pooled(m)))
+    fused, plain = outs
+    assert fused.shape == (2, 1, 1, 1280) and np.isfinite(fused).all()
+    np.testing.assert_allclose(fused, plain, rtol=0, atol=1e-5 * np.abs(plain).max())
+    assert any("+dw:k3s2p1" in ln for ln in _verbose_convs("float32", 1, 8, (97, 131)))
