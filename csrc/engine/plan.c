@@ -1,9 +1,9 @@
 /* plan.c - graph analysis of an engine, before any primitive exists: the ops
  * the output needs and every tensor's shape (through each op's shape rule in
  * the op table), PAD folding, liveness (with the training boundary: every
- * tensor a trainable op reads or writes lives on), residual-ADD fusion and
- * expand + depthwise fusion (below the boundary only) and whether the batch may
- * run in chunks.
+ * tensor a trainable op reads or writes lives on), residual-ADD fusion (below
+ * the boundary only), expand + depthwise fusion (inference engines only) and
+ * whether the batch may run in chunks.
  */
 #include "engine/tt_plan.h"
 
@@ -165,10 +165,10 @@ void tt_plan_fusion(tt_engine *e) {
 }
 
 /* The MobileNetV2 expand + depthwise pair: a 1x1 CONV_2D (stride 1) whose
- * output only feeds a 3x3 DEPTHWISE_CONV_2D (directly or through a folded
- * PAD), in an inference engine. oneDNN runs both in one primitive with a depthwise post-op
- * (dnnl_post_ops_append_dw): the expanded tensor, the network's largest, never
- * goes to memory in full. Only a proposal: conv.c checks the padding, the kernel
+ * output only feeds a 3x3 DEPTHWISE_CONV_2D (directly or through a folded PAD),
+ * in an inference engine. oneDNN runs both in one primitive with a depthwise
+ * post-op (dnnl_post_ops_append_dw): the expanded tensor, the network's largest,
+ * never goes to memory in full. Only a proposal: conv.c checks the padding, the kernel
  * oneDNN picks and falls back to two convolutions. Float engines only (f32, bf16).
  * TFLITE_TRANSFER_DW_FUSION=0 turns it off (A/B runs). */
 void tt_plan_dw_fusion(tt_engine *e) {

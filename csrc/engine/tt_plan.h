@@ -15,7 +15,7 @@ void tt_plan_pad_folding(tt_engine *e);
 void tt_plan_liveness(tt_engine *e);
 /* e->fuse_add: residual ADDs below the boundary folded into their conv. */
 void tt_plan_fusion(tt_engine *e);
-/* e->fuse_dw: frozen 1x1 expand convs that may run the depthwise conv after them as a post-op. */
+/* e->fuse_dw: in an inference engine, 1x1 expand convs that may run the depthwise conv after them as a post-op. */
 void tt_plan_dw_fusion(tt_engine *e);
 /* True when no needed op mixes the images of the batch (chunks allowed). */
 bool tt_plan_images_independent(const tt_engine *e);
