@@ -476,6 +476,24 @@ static const char *dw_pair_kernel(const tt_engine *e, int32_t i) {
     return (p >= 0 && e->fuse_dw[p] == i) ? "jit_dw:" : NULL;
 }
 
+/* The dst md of depthwise i's own-layout attempt: dst_any, except for the depthwise
+ * of a pair that runs unfused (dw_pair_kernel) on an NHWC input, which gets an NHWC
+ * dst. oneDNN 3.2 offers its jit_dw kernel on NHWC only when dst is NHWC too (with
+ * format_tag_any only brdgmm_dw, seen on AVX2: a different sum order, other bits
+ * than the fused primitive's jit_dw). NULL: out of memory (error recorded). */
+static const_dnnl_memory_desc_t dw_pair_dst(tt_engine *e, int32_t i, const_dnnl_memory_desc_t src,
+                                            const_dnnl_memory_desc_t dst_any) {
+    if (!dw_pair_kernel(e, i) || e->model->ops[i].type != TT_OP_DEPTHWISE_CONV_2D) return dst_any;
+    int64_t xd[DNNL_MAX_NDIMS], yd[DNNL_MAX_NDIMS];
+    tt_md_dims(src, xd);
+    tt_md_dims(dst_any, yd);
+    dnnl_data_type_t dt = tt_md_dt(src);
+    dnnl_memory_desc_t nhwc = tt_md_tag_dt(e, 4, xd, dt, dnnl_acdb);
+    if (!nhwc) return NULL;
+    if (!dnnl_memory_desc_equal(nhwc, src)) return dst_any;
+    return tt_md_tag_dt(e, 4, yd, tt_md_dt(dst_any), dnnl_acdb);
+}
+
 /* Moves *pd to its first implementation whose name starts with prefix. When none
  * does, *pd is left on the implementation it had: next_impl only moves forward and
  * ends on a reference kernel, so a clone (which keeps the implementation but cannot
@@ -549,9 +567,14 @@ static tt_status conv_forward(tt_engine *e, int32_t i) {
         dnnl_primitive_attr_t attr = NULL;
         tt_activation act = fuse ? m->ops[add].activation : op->activation;
         if ((s = tt_attr(e, i, act, fuse, &attr))) return s;
+        const_dnnl_memory_desc_t dst = fuse ? e->values[rv].md : dst_any;
+        if (own_src && !fuse && (dst = dw_pair_dst(e, i, e->values[xv].md, dst_any)) == NULL) {
+            dnnl_primitive_attr_destroy(attr);
+            return TT_RUNTIME_ERROR;
+        }
         st = dnnl_convolution_forward_primitive_desc_create(
             &pd, e->eng, tt_prop(e, i), dnnl_convolution_direct, own_src ? e->values[xv].md : src_any,
-            w_any, b_md, fuse ? e->values[rv].md : dst_any, strides, dilates, pad_l, pad_r, attr);
+            w_any, b_md, dst, strides, dilates, pad_l, pad_r, attr);
         dnnl_primitive_attr_destroy(attr);
         if (st == dnnl_success) pd_prefer(&pd, dw_pair_kernel(e, i));
         /* Keep a reference kernel only as the last resort. */
