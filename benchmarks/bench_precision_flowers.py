@@ -44,6 +44,9 @@ def main(argv=None):
         if dtype == "mixed_bfloat16" and not tt._core.has_bf16():
             rows.append(dict(dtype=dtype, seed=seed, note="not run: no bfloat16 instructions on this CPU"))
             continue
+        if dtype.startswith("int8") and not tt._core.has_vnni():
+            rows.append(dict(dtype=dtype, seed=seed, note="not run: no VNNI instructions on this CPU"))
+            continue
         out = tempfile.mkdtemp(prefix=f"flowers_{dtype}_")
         cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "tflite_transfer", "flowers", "--no-augment",
                "--no-fine-tune", "--dtype", dtype, "--weights", args.weights, "--epochs", str(args.epochs),

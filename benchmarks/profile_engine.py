@@ -85,7 +85,14 @@ def main():
                command="python benchmarks/profile_engine.py " + " ".join(sys.argv[1:]),
                time_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), machine=platform.processor() or
                platform.machine(), load_before=os.getloadavg()[0], weights=a.weights, profiles=[])
+    import tflite_transfer as tt
     for d in a.dtype:
+        missing = ("bfloat16" if d == "mixed_bfloat16" and not tt._core.has_bf16() else
+                   "VNNI" if d.startswith("int8") and not tt._core.has_vnni() else None)
+        if missing:
+            res["profiles"].append(dict(dtype=d, note=f"not run: no {missing} instructions on this CPU"))
+            print(f"{d}: not run (no {missing} instructions on this CPU)")
+            continue
         p = profile(d, a.batch, a.threads, a.runs, a.weights)
         res["profiles"].append(p)
         print(f"{d}: {p['total_ms_per_run']:.1f} ms per run of {a.batch} images, {p['primitives_per_run']} primitives")

@@ -125,6 +125,8 @@ def test_frozen_stage_runs_in_another_precision(subset, tmp_path, dtype):
     """--dtype runs the frozen base's features in that precision; the head still separates the classes."""
     if dtype == "mixed_bfloat16" and not __import__("tflite_transfer")._core.has_bf16():
         pytest.skip("no bfloat16 instructions on this CPU")
+    if dtype == "int8" and not __import__("tflite_transfer")._core.has_vnni():
+        pytest.skip("no VNNI instructions on this CPU (int8 raises)")
     out = tmp_path / "out"
     rc = cli.main(["flowers", "--data-dir", str(subset), "--no-augment", "--epochs", "5", "--batch-size", "8",
                    "--output", str(out), "--verbose", "0", "--no-fine-tune", "--dtype", dtype,

@@ -32,7 +32,7 @@ def _common(p, epochs=10):
     p.add_argument("--weights", default="imagenet", help='"imagenet" or a MobileNetV2 .tflite path')
     p.add_argument("--dtype", default="float32", choices=("float32", "mixed_bfloat16", "int8", "int8_tflite"),
                    help="precision of the frozen base (bf16 needs AVX512_BF16/AMX; int8: the file's own "
-                        "quantization; both need --no-fine-tune). Default %(default)s")
+                        "quantization, needs VNNI; both need --no-fine-tune). Default %(default)s")
     p.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--on-error", default="raise", choices=("raise", "skip"),
                    help="undecodable photos: stop with an error naming the file (raise, default) or leave them "

@@ -248,6 +248,12 @@ int tt_cpu_has_bf16(void) {
     return (isa & bf16) == bf16;
 }
 
+int tt_cpu_has_vnni(void) {
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    unsigned avx2_vnni = (unsigned)dnnl_cpu_isa_avx2_vnni, avx512_vnni = (unsigned)dnnl_cpu_isa_avx512_core_vnni;
+    return (isa & avx2_vnni) == avx2_vnni || (isa & avx512_vnni) == avx512_vnni;
+}
+
 const char *tt_cpu_isa_name(void) {
     switch (dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_sse41: return "sse41";
@@ -283,6 +289,11 @@ tt_status tt_engine_create_precision(const tt_model *model, int32_t batch, int32
     if (precision == TT_PRECISION_BF16 && !tt_cpu_has_bf16())
         return tt_error(TT_UNSUPPORTED, "bfloat16 needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
                         "oneDNN dispatches to %s here", tt_cpu_isa_name());
+    if ((precision == TT_PRECISION_INT8 || precision == TT_PRECISION_INT8_TFLITE) && !tt_cpu_has_vnni())
+        return tt_error(TT_UNSUPPORTED, "int8 needs a CPU with VNNI instructions (AVX512_VNNI, AVX_VNNI or AMX): "
+                        "without them oneDNN's int8 convolutions multiply in 16 bits (saturating, and halving the "
+                        "weights of an int8 source), not the file's int8 arithmetic; oneDNN dispatches to %s here",
+                        tt_cpu_isa_name());
     if (batch <= TT_MICRO_BATCH) return engine_build(model, batch, in_h, in_w, output_tensor, end, precision, 0, out);
     /* Micro-batching: MobileNetV2's early activations are ~5 MB per image, so a
      * batch of 32 streams through memory instead of cache; chunks of

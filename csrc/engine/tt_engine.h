@@ -44,7 +44,8 @@ typedef struct tt_engine tt_engine;
  *         double rounding), the activation clamp, the residual ADD as TFLite's
  *         integer ADD (not fused) and the MEAN over H, W as TFLite's integer mean
  *         (rounded to int8), so every int8 tensor equals LiteRT's reference
- *         kernels' (engine/quant.c). Slower: one int32 pass per convolution, in C. */
+ *         kernels' (engine/quant.c). Slower: one int32 pass per convolution, in C.
+ *   Both int8 precisions need VNNI (tt_cpu_has_vnni): else TT_UNSUPPORTED. */
 typedef enum tt_precision {
     TT_PRECISION_F32 = 0,
     TT_PRECISION_BF16 = 1,
@@ -65,6 +66,12 @@ void tt_mean_multiplier(double real, int64_t count, int32_t *multiplier, int32_t
 /* True when oneDNN dispatches bfloat16 kernels with native instructions here
  * (AVX512_BF16 or AMX: dnnl_get_effective_cpu_isa() >= avx512_core_bf16). */
 int tt_cpu_has_bf16(void);
+/* 1 when oneDNN's int8 convolutions accumulate u8 x s8 products exactly in int32
+ * here: VNNI (AVX512_VNNI, AVX_VNNI, and every ISA above them). Without it oneDNN
+ * multiplies in 16 bits: vpmaddubsw saturates pairs of products, and an s8 source
+ * has its weights halved (oneDNN's "Nuances of int8 Computations": the
+ * scale_adjust of 0.5), which is not the file's int8 arithmetic. */
+int tt_cpu_has_vnni(void);
 /* oneDNN's name of the instruction set it dispatches to (static string). */
 const char *tt_cpu_isa_name(void);
 

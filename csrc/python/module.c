@@ -76,6 +76,11 @@ static PyObject *py_has_bf16(PyObject *module, PyObject *Py_UNUSED(args)) {
     return PyBool_FromLong(tt_cpu_has_bf16());
 }
 
+static PyObject *py_has_vnni(PyObject *module, PyObject *Py_UNUSED(args)) {
+    (void)module;
+    return PyBool_FromLong(tt_cpu_has_vnni());
+}
+
 static PyObject *py_cpu_isa(PyObject *module, PyObject *Py_UNUSED(args)) {
     (void)module;
     return PyUnicode_FromString(tt_cpu_isa_name());
@@ -140,6 +145,9 @@ static PyMethodDef core_methods[] = {
     {"has_bf16", py_has_bf16, METH_NOARGS,
      "has_bf16() -> bool. True when oneDNN runs bfloat16 convolutions on native instructions here "
      "(AVX512_BF16 or AMX)."},
+    {"has_vnni", py_has_vnni, METH_NOARGS,
+     "has_vnni() -> bool. True when oneDNN accumulates int8 convolutions exactly in int32 here "
+     "(AVX512_VNNI, AVX_VNNI or AMX); dtype='int8' needs it."},
     {"cpu_isa", py_cpu_isa, METH_NOARGS,
      "cpu_isa() -> str. oneDNN's instruction set in use ('avx512_core_bf16', 'avx2', ...)."},
     {"onednn_version", py_onednn_version, METH_NOARGS,

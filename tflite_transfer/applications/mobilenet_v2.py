@@ -123,7 +123,9 @@ _UNSET = object()
 #: the same with TFLite's integer arithmetic after oneDNN's int32 accumulation
 #: (fixed-point requantization, TFLite's integer ADD and MEAN): every int8 tensor, the
 #: pooled features included (rounded to int8 as TFLite does), equal to LiteRT's reference
-#: kernels', slower than "int8".
+#: kernels', slower than "int8". Both int8 dtypes need a CPU with VNNI instructions
+#: (AVX512_VNNI, AVX_VNNI or AMX; ``tflite_transfer._core.has_vnni()``): without them
+#: oneDNN's int8 convolutions are not exact, and ValueError is raised instead.
 DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8",
           "int8_tflite": "int8_tflite"}
 _INT8 = ("int8", "int8_tflite")
@@ -140,6 +142,13 @@ def _engine_precision(dtype):
         raise ValueError("dtype='mixed_bfloat16' needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
                          f"oneDNN reports this CPU's instruction set as {_native._core.cpu_isa()!r}. "
                          "Use dtype='float32'.")
+    if precision in _INT8 and not _native._core.has_vnni():
+        # oneDNN without VNNI multiplies int8 in 16 bits (saturating; an int8 source gets its
+        # weights halved): results that are not the file's int8 arithmetic, so no silent run.
+        raise ValueError(f"dtype={name!r} needs a CPU with VNNI instructions (AVX512_VNNI, AVX_VNNI or AMX); "
+                         f"oneDNN reports this CPU's instruction set as {_native._core.cpu_isa()!r}, whose int8 "
+                         "convolutions multiply in 16 bits (saturating, and halving the weights of an int8 "
+                         "source). Use dtype='float32'.")
     return (name or "float32"), precision
 
 
