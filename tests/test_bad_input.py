@@ -3,6 +3,7 @@ exception that names the argument or file, before any work is lost."""
 import numpy as np
 import pytest
 
+import conftest
 import tflite_transfer as tt
 from tflite_transfer import flowers, layers
 
@@ -79,3 +80,39 @@ def test_export_creates_a_missing_folder_as_save_does(model, tmp_path):
     path = tmp_path / "new" / "deeper" / "m.tflite"
     size = model.export(path, labels=["a", "b", "c"], verbose=False)
     assert path.stat().st_size == size > 0
+
+
+def test_saved_files_get_the_mode_of_any_new_file(model, tmp_path):
+    # Before: save / save_weights wrote through tempfile.mkstemp and kept its private 0o600,
+    # while export and open() give 0o666 less the umask (0o644 with the usual 0o022).
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        model.save(tmp_path / "m.ttz")
+        model.save_weights(tmp_path / "w.npz")
+        model.export(tmp_path / "m.tflite", labels=["a", "b", "c"], verbose=False)
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"m.ttz": 0o644, "w.npz": 0o644, "m.tflite": 0o644}, {k: oct(v) for k, v in modes.items()}
+
+
+def test_base_predict_on_a_dataset_or_ragged_list_says_what_to_do(model, tmp_path):
+    # Before: "x.shape=(), x.dtype=object" for a dataset, NumPy's "inhomogeneous shape" for a ragged list.
+    base = model.layers[0]
+    ds = tt.data.image_dataset_from_directory(conftest.FLOWERS, image_size=(224, 224), verbose=False)
+    with pytest.raises(ValueError, match=r"put the base in a Sequential.*Received: x of type ImageDataset"):
+        base.predict(ds)
+    ragged = [np.zeros((224, 224, 3), np.uint8), np.zeros((100, 100, 3), np.uint8)]
+    with pytest.raises(ValueError, match=r"equally sized images .* Received: a list NumPy cannot stack"):
+        base.predict(ragged)
+
+
+def test_sample_weight_is_a_clear_not_implemented_error(model):
+    # Before: Python's "fit() got an unexpected keyword argument 'sample_weight'".
+    x, y = np.zeros((2, 224, 224, 3), np.uint8), np.array([0, 1])
+    for call in (model.fit, model.evaluate):
+        with pytest.raises(NotImplementedError, match=r"`sample_weight` is not supported yet.*class_weight"):
+            call(x, y, sample_weight=np.ones(2), verbose=0)

@@ -137,6 +137,17 @@ def test_frozen_stage_runs_in_another_precision(subset, tmp_path, dtype):
     assert run["fit_path"] == "feature_cache" and run["val_accuracy"] >= 0.8
 
 
+def test_dtype_the_cpu_lacks_is_a_cli_error_before_any_photo_is_read(tmp_path, capsys, monkeypatch):
+    # A folder that does not exist: had the photos been listed first, that would be the error.
+    from tflite_transfer import _native
+    monkeypatch.setattr(_native._core, "has_vnni", lambda: False)
+    rc = cli.main(["flowers", "--data-dir", str(tmp_path / "missing"), "--no-fine-tune", "--dtype", "int8",
+                   "--output", str(tmp_path / "o"), "--verbose", "0"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--dtype int8 needs a CPU with VNNI" in err and "Use --dtype float32." in err, err
+    assert "Traceback" not in err
+
+
 def test_dtype_with_fine_tuning_is_an_error(subset, tmp_path, capsys):
     rc = cli.main(["flowers", "--data-dir", str(subset), "--no-augment", "--epochs", "1", "--output",
                    str(tmp_path / "o"), "--verbose", "0", "--dtype", "int8"])

@@ -244,7 +244,9 @@ def _classify_exported(path, labels, files, top, print_fn):
 #: interface they appear in).
 _CLI_SPELLINGS = {"on_error='skip'": "--on-error skip", "on_error='raise'": "--on-error raise",
                   "`validation_split`": "--validation-split", "validation_split": "--validation-split",
-                  "`batch_size`": "--batch-size", "`image_size`": "--image-size", "`epochs`": "--epochs"}
+                  "`batch_size`": "--batch-size", "`image_size`": "--image-size", "`epochs`": "--epochs",
+                  "Use dtype='float32'.": "Use --dtype float32.", "dtype='int8_tflite' needs": "--dtype int8_tflite needs",
+                  "dtype='int8' needs": "--dtype int8 needs", "dtype='mixed_bfloat16' needs": "--dtype mixed_bfloat16 needs"}
 
 
 def _cli_message(msg):

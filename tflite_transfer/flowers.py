@@ -66,6 +66,7 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
     from . import applications, datasets, layers, optimizers
     from .data import image_dataset_from_directory
     from .models import Sequential
+    from .applications._dtypes import _engine_precision
 
     if fine_tune and (isinstance(fine_tune_epochs, bool) or not isinstance(fine_tune_epochs, int)
                       or fine_tune_epochs < 1):
@@ -73,6 +74,8 @@ def run(directory=None, epochs=10, batch_size=32, image_size=(224, 224), validat
     if dtype not in (None, "float32") and fine_tune:
         raise ValueError(f"dtype={dtype!r} runs the frozen base only (its engine has no backward pass); "
                          "pass fine_tune=False (--no-fine-tune) or dtype='float32'.")
+    if dtype is not None:
+        _engine_precision(dtype)  # this CPU's instructions, before any photo is read
     if output:
         # Fail before hours of training rather than at the first save.
         try:

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import uuid
 import urllib.request
 
 
@@ -25,11 +26,16 @@ def atomic_write(path, suffix=".tmp"):
     Readers never see a half-written file: the data goes to a temporary file in the same
     folder (created if missing), which replaces `path` only when the block ends without an
     exception; on any exception the temporary file is removed and `path` is untouched.
+    The file gets the mode `open(path, "wb")` would give it (0o666 less the umask), not
+    mkstemp's private 0o600.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=suffix, dir=folder)
+    # A unique name opened with O_EXCL and mode 0o666, so that the kernel applies the umask
+    # as for any new file (tempfile.mkstemp would make it 0o600, private to the user).
+    tmp = os.path.join(folder, f".tmp_{os.getpid()}_{uuid.uuid4().hex}{suffix}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

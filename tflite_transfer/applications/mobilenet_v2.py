@@ -63,6 +63,7 @@ __all__ = ["MobileNetV2", "MobileNetV2Model", "preprocess_input", "decode_predic
            "DEFAULT_IMAGENET_MODEL", "WEIGHTS_REGISTRY", "LABELS_REGISTRY", "WEIGHTS_ALIASES",
            "weights_path", "labels_path"]
 
+from ._dtypes import _INT8, DTYPES, _engine_precision  # noqa: F401  (mv.DTYPES stays public)
 from .mobilenet_v2_layers import same_weights
 
 # Re-exported: the registry and utilities are mobilenet_v2's public names too (Keras' layout).
@@ -113,43 +114,6 @@ def _find_features(core):
 
 
 _UNSET = object()
-
-#: ``dtype`` values (Keras' dtype-policy names, plus "int8") -> the engine's precision.
-#: "float32": float32 everywhere. "mixed_bfloat16": convolutions compute in bfloat16 with
-#: float32 accumulation (weights and activations stored as bfloat16, outputs returned as
-#: float32); needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX). "int8": the
-#: file's own quantization on oneDNN int8 primitives (features only: include_top=False;
-#: uint8 images are dequantized with the file's own input quantization). "int8_tflite":
-#: the same with TFLite's integer arithmetic after oneDNN's int32 accumulation
-#: (fixed-point requantization, TFLite's integer ADD and MEAN): every int8 tensor, the
-#: pooled features included (rounded to int8 as TFLite does), equal to LiteRT's reference
-#: kernels', slower than "int8". Both int8 dtypes need a CPU with VNNI instructions
-#: (AVX512_VNNI, AVX_VNNI or AMX; ``tflite_transfer._core.has_vnni()``): without them
-#: oneDNN's int8 convolutions are not exact, and ValueError is raised instead.
-DTYPES = {None: "float32", "float32": "float32", "mixed_bfloat16": "bfloat16", "int8": "int8",
-          "int8_tflite": "int8_tflite"}
-_INT8 = ("int8", "int8_tflite")
-
-
-def _engine_precision(dtype):
-    """Validates `dtype` (see DTYPES); returns (policy name, engine precision)."""
-    name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy has .name
-    if not isinstance(name, (str, type(None))) or name not in DTYPES:
-        raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16', 'int8' or 'int8_tflite'. "
-                         f"Received: dtype={dtype!r}")
-    precision = DTYPES[name]
-    if precision == "bfloat16" and not _native._core.has_bf16():
-        raise ValueError("dtype='mixed_bfloat16' needs a CPU with bfloat16 instructions (AVX512_BF16 or AMX); "
-                         f"oneDNN reports this CPU's instruction set as {_native._core.cpu_isa()!r}. "
-                         "Use dtype='float32'.")
-    if precision in _INT8 and not _native._core.has_vnni():
-        # oneDNN without VNNI multiplies int8 in 16 bits (saturating; an int8 source gets its
-        # weights halved): results that are not the file's int8 arithmetic, so no silent run.
-        raise ValueError(f"dtype={name!r} needs a CPU with VNNI instructions (AVX512_VNNI, AVX_VNNI or AMX); "
-                         f"oneDNN reports this CPU's instruction set as {_native._core.cpu_isa()!r}, whose int8 "
-                         "convolutions multiply in 16 bits (saturating, and halving the weights of an int8 "
-                         "source). Use dtype='float32'.")
-    return (name or "float32"), precision
 
 
 class MobileNetV2Model(Layer):
@@ -378,7 +342,16 @@ class MobileNetV2Model(Layer):
     # -- input checks ---------------------------------------------------------
     def _prepare(self, x):
         """Validates a batch; returns float32 C-contiguous (N, H, W, 3), preprocessed."""
-        x = np.asarray(x)
+        if not isinstance(x, (np.ndarray, list, tuple)) and hasattr(x, "__iter__"):
+            raise ValueError("`x` must be an array of images; for an ImageDataset or a generator, put the base "
+                             "in a Sequential (`tt.Sequential([base]).predict(ds)`) or pass `ds.as_numpy()[0]`. "
+                             f"Received: x of type {type(x).__name__}")
+        try:
+            x = np.asarray(x)
+        except ValueError as err:  # a ragged list: images of different sizes
+            raise ValueError("`x` must be a batch of equally sized images (N, H, W, 3); resize them first "
+                             f"(`tt.data.load_img(path, target_size=...)`). Received: a {type(x).__name__} "
+                             f"NumPy cannot stack ({err})") from None
         want = self.input_shape[1:]
         if x.dtype == bool or not (x.dtype == np.uint8 or np.issubdtype(x.dtype, np.floating)):
             raise ValueError("`x` must be uint8 RGB in [0, 255] (preprocessed inside) or float already "

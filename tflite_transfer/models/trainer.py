@@ -45,6 +45,12 @@ from .head import _Head
 History = callbacks_module.History
 
 
+# Keras' per-sample weights are not implemented (the C loss takes them; the data paths do not
+# carry them yet): a clear error instead of Python's "unexpected keyword argument".
+_NO_SAMPLE_WEIGHT = ("`sample_weight` is not supported yet. Per-class weights: `class_weight={class index: "
+                     "weight}`; per-sample weights: repeat or drop samples in x and y.")
+
+
 class Trainer:
     """fit / evaluate / predict for ``Sequential`` (a mixin: uses its ``_layers``,
     ``optimizer``, ``loss``, ``metrics``, ``_rng``, ``_ensure_built`` and
@@ -116,7 +122,8 @@ class Trainer:
     # -- fit -----------------------------------------------------------------------
     # -- fit -----------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, class_weight=None, initial_epoch=0, validation_split_seed=0):
+            validation_data=None, shuffle=True, class_weight=None, initial_epoch=0, validation_split_seed=0,
+            sample_weight=None):
         """Trains the head (Keras' fit). Returns a History.
 
         Args:
@@ -140,13 +147,17 @@ class Trainer:
           class_weight (dict | None): {class index: weight}; scales each sample's loss
             (missing classes weigh 1.0, as Keras).
           validation_split_seed (int): seed of the validation split (extension of Keras).
+          sample_weight: not supported yet (per-class weights: `class_weight`).
 
         Raises:
           RuntimeError: compile() was not called.
           ValueError: invalid arguments or data (the message names the argument).
+          NotImplementedError: `sample_weight` was given.
           NotImplementedError: a layer before the head other than a MobileNetV2 base has trainable
             weights.
         """
+        if sample_weight is not None:
+            raise NotImplementedError(_NO_SAMPLE_WEIGHT)
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("You must call `compile()` before `fit()`.")
         self._warn_if_trainable_state_changed()
@@ -362,13 +373,15 @@ class Trainer:
         return {"loss": float(loss_m.result()), **{m.name: float(m.result()) for m in ms}}
 
     # -- evaluate / predict ----------------------------------------------------------
-    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=32, verbose="auto", return_dict=False, sample_weight=None):
         """Loss and metrics on data (Keras' evaluate), inference mode, no class weights.
 
         Returns the loss (float) when no metrics were compiled, else [loss, *metrics]
         (or a dict with return_dict=True). Raises RuntimeError before compile,
-        ValueError for bad data.
+        ValueError for bad data, NotImplementedError for `sample_weight` (not supported yet).
         """
+        if sample_weight is not None:
+            raise NotImplementedError(_NO_SAMPLE_WEIGHT)
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("You must call `compile()` before `evaluate()`.")
         self._warn_if_trainable_state_changed()
