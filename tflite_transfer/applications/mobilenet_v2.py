@@ -611,14 +611,16 @@ def MobileNetV2(input_shape=None, include_top=True, weights="imagenet", pooling=
         input scale and zero point), "int8_tflite" (as "int8", with TFLite's
         integer requantization, ADD and MEAN after oneDNN's exact int32
         accumulation: every int8 tensor of the ptq file, the pooled features
-        included, equals LiteRT's reference kernels'; slower).
+        included, equals LiteRT's reference kernels'; slower). Both int8 dtypes
+        need a CPU with VNNI (AVX512_VNNI, AVX_VNNI or AMX), else ValueError.
 
     Returns:
       MobileNetV2Model.
 
     Raises:
       ValueError: weights=None, bad input_shape / pooling / classes, a model
-        that cannot take the input size, or a corrupt file (ModelFormatError).
+        that cannot take the input size, a corrupt file (ModelFormatError), or a
+        `dtype` this CPU lacks the instructions for (bf16, VNNI).
       FileNotFoundError: `weights` is a path that does not exist.
       OSError: "imagenet" weights not cached and the download failed (names the
         URL and the folder to place the file in).
