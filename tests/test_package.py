@@ -14,8 +14,10 @@ def test_thread_count_is_settable_and_validated():
     tt.set_num_threads(n)
     import pytest
 
-    with pytest.raises(ValueError, match="num_threads"):
-        tt.set_num_threads(0)
+    # one wording for both checks (Python: the type; C: the range), as a new user asked
+    for bad in (0, -2, 4097):
+        with pytest.raises(ValueError, match=rf"`n` must be an int in \[1, 4096\]. Received: n={bad}"):
+            tt.set_num_threads(bad)
 
 
 def test_project_exceptions_are_value_errors():

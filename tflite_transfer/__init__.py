@@ -15,15 +15,16 @@ __version__ = "0.1.0"
 
 
 def set_num_threads(n):
-    """Sets the number of threads oneDNN and the C core use (int >= 1).
+    """Sets the number of threads oneDNN and the C core use (int in [1, 4096]).
 
-    Raises ValueError for n < 1 or a non-integer. Default: OpenMP's default (all
-    cores, or ``OMP_NUM_THREADS``).
+    Raises ValueError for a non-integer or one outside [1, 4096] (the C core's check,
+    worded the same). More threads than cores is allowed, as OpenMP allows it.
+    Default: OpenMP's default (all cores, or ``OMP_NUM_THREADS``).
     """
     import numbers
 
     if not isinstance(n, numbers.Integral) or isinstance(n, bool):
-        raise ValueError(f"`n` must be an int >= 1. Received: n={n!r}")
+        raise ValueError(f"`n` must be an int in [1, 4096]. Received: n={n!r}")
     _core.set_num_threads(int(n))
 
 

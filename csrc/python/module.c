@@ -57,7 +57,7 @@ static PyObject *py_set_num_threads(PyObject *module, PyObject *arg) {
     long n = PyLong_AsLong(arg);
     if (n == -1 && PyErr_Occurred()) return NULL;
     if (n < 1 || n > 4096) {
-        PyErr_Format(PyExc_ValueError, "num_threads must be in [1, 4096]. Received: num_threads=%ld", n);
+        PyErr_Format(PyExc_ValueError, "`n` must be an int in [1, 4096]. Received: n=%ld", n);
         return NULL;
     }
     /* oneDNN (GNU OpenMP build) takes its thread count from OpenMP; the process-wide
