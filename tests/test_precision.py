@@ -124,7 +124,7 @@ def test_bf16_engine_runs_bf16_convolutions():
             assert f"src_{want}" in ln and f"wei_{want}" in ln, ln
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "uint8", 3, "mixed_float16"])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "uint8", 3, "mixed_float16", np.float16, np.int8])
 def test_bad_dtype_raises_naming_the_argument(dtype):
     with pytest.raises(ValueError, match="`dtype` must be"):
         mv.MobileNetV2(dtype=dtype)
@@ -135,6 +135,9 @@ def test_float32_dtype_is_the_default(photos):
     b = mv.MobileNetV2(include_top=False, pooling="avg", dtype="float32").predict(photos[:2])
     np.testing.assert_array_equal(a, b)
     assert mv.MobileNetV2(dtype="float32").get_config()["dtype"] == "float32"
+    # NumPy's float32, as the type or as a dtype, names the same policy (Keras takes both)
+    for same in (np.float32, np.dtype("float32")):
+        assert mv.MobileNetV2(dtype=same).get_config()["dtype"] == "float32"
 
 
 def test_bf16_without_hardware_is_a_clear_error(monkeypatch):

@@ -1,5 +1,7 @@
 """MobileNetV2's ``dtype`` argument: Keras' dtype-policy names -> the engine's precision,
 with the CPU checks each precision needs (bfloat16 instructions, VNNI)."""
+import numpy as np
+
 from .. import _native
 
 #: ``dtype`` values (Keras' dtype-policy names, plus "int8") -> the engine's precision.
@@ -21,7 +23,9 @@ _INT8 = ("int8", "int8_tflite")
 
 def _engine_precision(dtype):
     """Validates `dtype` (see DTYPES); returns (policy name, engine precision)."""
-    name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy has .name
+    name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy and a np.dtype have .name
+    if isinstance(dtype, type) and issubclass(dtype, np.floating):
+        name = np.dtype(dtype).name  # np.float32 the type, as Keras takes it (np.int8 is no policy)
     if not isinstance(name, (str, type(None))) or name not in DTYPES:
         raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16', 'int8' or 'int8_tflite'. "
                          f"Received: dtype={dtype!r}")
