@@ -48,7 +48,14 @@ tt_status tt_oom(void) { return tt_error(TT_OUT_OF_MEMORY, "out of memory while 
 
 /* ---- memory descriptors --------------------------------------------------------- */
 
-static dnnl_memory_desc_t own_md(tt_engine *e, dnnl_memory_desc_t md) {
+/* Takes `md` from a dnnl_memory_desc_create_* / clone that returned `st` into the
+ * engine (freed by tt_engine_destroy); NULL with the error recorded when `st` failed
+ * (`what` names the call) or the engine's list cannot grow. */
+static dnnl_memory_desc_t own_md(tt_engine *e, dnnl_status_t st, dnnl_memory_desc_t md, const char *what) {
+    if (st != dnnl_success) {
+        tt_dnnl_fail(e, -1, what, st);
+        return NULL;
+    }
     if (!md) return NULL;
     if (TT_GROW(e, mds, n_mds, cap_mds)) {
         dnnl_memory_desc_destroy(md);
@@ -73,21 +80,18 @@ dnnl_memory_desc_t tt_md_tag_dt(tt_engine *e, int ndims, const int64_t *dims, dn
                                 dnnl_format_tag_t tag) {
     dnnl_memory_desc_t md = NULL;
     dnnl_status_t st = dnnl_memory_desc_create_with_tag(&md, ndims, dims, dt, tag);
-    if (st != dnnl_success) {
-        tt_dnnl_fail(e, -1, "memory descriptor", st);
-        return NULL;
-    }
-    return own_md(e, md);
+    return own_md(e, st, md, "memory descriptor");
+}
+
+static dnnl_memory_desc_t md_strides_dt(tt_engine *e, int ndims, const int64_t *dims, dnnl_data_type_t dt,
+                                        const int64_t *strides) {
+    dnnl_memory_desc_t md = NULL;
+    dnnl_status_t st = dnnl_memory_desc_create_with_strides(&md, ndims, dims, dt, strides);
+    return own_md(e, st, md, "memory descriptor");
 }
 
 dnnl_memory_desc_t tt_md_strides(tt_engine *e, int ndims, const int64_t *dims, const int64_t *strides) {
-    dnnl_memory_desc_t md = NULL;
-    dnnl_status_t st = dnnl_memory_desc_create_with_strides(&md, ndims, dims, dnnl_f32, strides);
-    if (st != dnnl_success) {
-        tt_dnnl_fail(e, -1, "memory descriptor", st);
-        return NULL;
-    }
-    return own_md(e, md);
+    return md_strides_dt(e, ndims, dims, dnnl_f32, strides);
 }
 
 dnnl_memory_desc_t tt_md_strided_like(tt_engine *e, const_dnnl_memory_desc_t src, dnnl_data_type_t dt) {
@@ -97,23 +101,13 @@ dnnl_memory_desc_t tt_md_strided_like(tt_engine *e, const_dnnl_memory_desc_t src
     const dnnl_dims_t *st_ = NULL;
     dnnl_memory_desc_query(src, dnnl_query_strides, &st_);
     memcpy(strides, *st_, sizeof(int64_t) * (size_t)nd);
-    dnnl_memory_desc_t md = NULL;
-    dnnl_status_t st = dnnl_memory_desc_create_with_strides(&md, nd, dims, dt, strides);
-    if (st != dnnl_success) {
-        tt_dnnl_fail(e, -1, "memory descriptor", st);
-        return NULL;
-    }
-    return own_md(e, md);
+    return md_strides_dt(e, nd, dims, dt, strides);
 }
 
 dnnl_memory_desc_t tt_md_clone(tt_engine *e, const_dnnl_memory_desc_t src) {
     dnnl_memory_desc_t md = NULL;
     dnnl_status_t st = dnnl_memory_desc_clone(&md, src);
-    if (st != dnnl_success) {
-        tt_dnnl_fail(e, -1, "memory descriptor clone", st);
-        return NULL;
-    }
-    return own_md(e, md);
+    return own_md(e, st, md, "memory descriptor clone");
 }
 
 int tt_md_ndims(const_dnnl_memory_desc_t md) {
