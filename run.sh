@@ -10,7 +10,8 @@
 # Set-up (idempotent): Debian's libstb-dev if stb_image.h is missing (needs root or sudo),
 # a virtual environment in $TT_VENV (default ./.venv) with the package installed editable
 # (the C extension is built in place) and the test extras with Dask ([distributed]) (TT_WITH_TF=1: TensorFlow too).
-# Offline data: if ../shared exists next to the checkout and the variables are unset,
+# Offline data: if ../shared exists next to the checkout (or $TFLITE_TRANSFER_SHARED names it, as for
+# the tests) and the variables are unset,
 # TFLITE_TRANSFER_MIRROR points at ../shared/models and ../shared/images (the .tflite files
 # and the ImageNet labels, checked by SHA-256)
 # and TFLITE_TRANSFER_FLOWERS at ../shared/flower_photos; otherwise files are downloaded
@@ -56,7 +57,7 @@ ensure_venv() {
 }
 
 shared_defaults() {
-    local shared="$ROOT/../shared"
+    local shared="${TFLITE_TRANSFER_SHARED:-$ROOT/../shared}"
     if [ -d "$shared/models" ] && [ -z "${TFLITE_TRANSFER_MIRROR:-}" ]; then
         export TFLITE_TRANSFER_MIRROR="$(cd "$shared/models" && pwd):$(cd "$shared/images" && pwd)"
     fi
