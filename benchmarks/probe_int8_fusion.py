@@ -1,0 +1,46 @@
+"""Probe: can the linked oneDNN fuse an int8 expand 1x1 + depthwise 3x3 with the .tflite
+file's per-channel depthwise scales? (issue 11: what would close the int8 gap)
+
+Compiles ``benchmarks/probes/int8_dw_fusion.c`` with the C compiler against the headers
+and library the package itself builds with (setup.py's ``onednn-devel-cpu-gomp`` /
+``onednn-cpu-gomp`` wheels), runs it with one OpenMP thread (what each lane of a large
+batch runs; oneDNN's fusion heuristic depends on the thread count) and prints, per way of
+attaching the scales, the implementation oneDNN picks. ``ref_fused_convolution`` means
+oneDNN declines to fuse and runs the two convolutions one after the other.
+
+Usage:   python3 benchmarks/probe_int8_fusion.py
+Writes:  nothing (prints); the README quotes its output.
+"""
+import os
+import subprocess
+import tempfile
+from importlib import metadata
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _dist_file(dist_name, suffix):
+    """The installed file of `dist_name` ending in `suffix` (as setup.py finds oneDNN)."""
+    dist = metadata.distribution(dist_name)
+    for f in dist.files or []:
+        if str(f).replace("\\", "/").endswith(suffix):
+            return os.path.abspath(str(dist.locate_file(f)))
+    raise FileNotFoundError(f"{dist_name} has no file ending in {suffix}")
+
+
+def main():
+    header = _dist_file("onednn-devel-cpu-gomp", "oneapi/dnnl/dnnl.h")
+    lib = os.path.dirname(_dist_file("onednn-cpu-gomp", "/libdnnl.so.3"))
+    include = os.path.dirname(os.path.dirname(os.path.dirname(header)))
+    src = os.path.join(HERE, "probes", "int8_dw_fusion.c")
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = os.path.join(tmp, "probe")
+        subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-O1", src, "-I", include, "-L", lib,
+                        "-l:libdnnl.so.3", f"-Wl,-rpath,{lib}", "-o", exe], check=True)
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        out = subprocess.run([exe], env=env, check=True, capture_output=True, text=True).stdout
+    print(out, end="")
+
+
+if __name__ == "__main__":
+    main()
