@@ -322,9 +322,11 @@ static tt_status conv_forward_int8(tt_engine *e, int32_t i, const conv_geo *g) {
     float xs = x->qscale;
     dnnl_memory_t m_xs = tt_scales_memory(e, &xs, 1), m_ws = tt_scales_memory(e, wscales, n_ws);
     dnnl_memory_t m_ys = tt_scales_memory(e, &y_scale, 1);
-    dnnl_memory_t m_xz = tt_zero_point_memory(e, x->qzp), m_yz = tt_zero_point_memory(e, y_zp);
+    /* zero points only where they are not 0 (the attributes name none then; a u8 ReLU6 output has none) */
+    dnnl_memory_t m_xz = x->qzp ? tt_zero_point_memory(e, x->qzp) : NULL;
+    dnnl_memory_t m_yz = y_zp ? tt_zero_point_memory(e, y_zp) : NULL;
     int32_t yv = -1;
-    if (wmem && (!g->b || bmem) && m_xs && m_ws && m_ys && m_xz && m_yz) {
+    if (wmem && (!g->b || bmem) && m_xs && m_ws && m_ys && (!x->qzp || m_xz) && (!y_zp || m_yz)) {
         if (rv >= 0) {
             yv = tt_view_value(e, out_t, rv, e->values[rv].md);
             e->op_done[add] = true;
