@@ -59,3 +59,32 @@ def test_a_new_setting_reaches_engines_built_before_it(restore_threads):
 
 def test_last_run_num_threads_before_any_run_is_zero():
     assert mv.MobileNetV2(include_top=False, pooling="avg").model.last_run_num_threads == 0
+
+
+def _omp_env_seen(env_update, drop=("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")):
+    """What the libgomp that oneDNN runs on read at load, in a fresh interpreter that
+    imports the package (OMP_DISPLAY_ENV: libgomp prints its settings when it starts)."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(env_update, OMP_DISPLAY_ENV="VERBOSE")
+    out = subprocess.run([sys.executable, "-c", "import tflite_transfer"], env=env, capture_output=True,
+                         text=True, check=True).stderr
+    policy = re.findall(r"OMP_WAIT_POLICY = '(\w+)'", out)
+    spin = re.findall(r"GOMP_SPINCOUNT = '(\d+)'", out)
+    assert policy and spin, f"libgomp printed no settings: {out[-500:]!r}"
+    return policy[-1], int(spin[-1])
+
+
+def test_openmp_waits_briefly_by_default():
+    # passive after a short spin: 1000 spins (~10 us), not libgomp's 300,000 nor 0 (_native.py)
+    assert _omp_env_seen({}) == ("PASSIVE", 1000)
+
+
+def test_openmp_wait_settings_of_the_user_are_kept():
+    assert _omp_env_seen({"OMP_WAIT_POLICY": "active"})[0] == "ACTIVE"
+    assert _omp_env_seen({"OMP_WAIT_POLICY": "passive"}) == ("PASSIVE", 0)
+    assert _omp_env_seen({"GOMP_SPINCOUNT": "250"})[1] == 250

@@ -9,14 +9,24 @@ import ctypes
 import os
 from importlib import metadata
 
-# GNU OpenMP threads spin while waiting for work by default. That is best when oneDNN
-# owns the machine, but here our own image threads decode the next batch while oneDNN
-# computes, and spinning OpenMP threads starve them: measured on 2 cores, one epoch
-# of the augmented flowers job took 49 s with spinning and 25 s with passive waits,
-# for ~10% less peak engine speed (240 -> 215 images/s at batch 32). Users can
-# still choose: an OMP_WAIT_POLICY already in the environment is kept. It must be
-# set before libgomp loads, i.e. before the preload below.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+# How GNU OpenMP threads wait between parallel regions. libgomp's default spins for
+# ~300,000 iterations (milliseconds): best when oneDNN owns the machine, but here our
+# own image threads decode the next batch while oneDNN computes, and spinning OpenMP
+# threads starved them (measured on 2 cores: one epoch of the augmented flowers job took
+# 49 s with that default and 25 s with passive waits). Fully passive waits (spin 0)
+# cost the other way at batch 1, where each of a run's ~55 primitives is its own
+# parallel region and the second thread went to sleep and was woken ~55 times per image:
+# 2 threads were barely faster than 1. A short spin (GOMP_SPINCOUNT=1000, about 10 us,
+# libgomp's own estimate being ~100,000 spins per ms) keeps the thread awake across the
+# gap between two primitives and still sleeps soon after a run: batch 1 at 2 threads
+# went from 128 to ~205 images/s (f32) and from ~170 to ~375 (int8), batch 32 and the
+# augmented job (frozen and fine-tuning epochs) unchanged within their noise (README,
+# "Threads"). An OMP_WAIT_POLICY or GOMP_SPINCOUNT already in the environment is kept
+# (the user's choice, whole). Both must be set before libgomp loads, i.e. before the
+# preload below; a libgomp that another module loaded first has already read them.
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "passive"
+    os.environ["GOMP_SPINCOUNT"] = "1000"
 
 
 def _preload_onednn():
