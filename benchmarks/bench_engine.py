@@ -140,7 +140,8 @@ def child(framework, threads, batches, seconds, weights):
         res.update(threads_reported=tflite_transfer.get_num_threads(),
                    version="oneDNN " + (".".join(str(p) for p in v[:3]) if isinstance(v, tuple) else str(v)),
                    note=f"weights {os.path.basename(model.weights_path)}; OMP_WAIT_POLICY="
-                        f"{os.environ.get('OMP_WAIT_POLICY', 'passive (package default)')}")
+                        f"{os.environ.get('OMP_WAIT_POLICY')}, GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')} "
+                        "(the package's defaults unless set before the import)")
 
         def make(b):
             x = rng.uniform(-1, 1, size=(b, 224, 224, 3)).astype(np.float32)

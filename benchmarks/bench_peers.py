@@ -51,7 +51,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -347,7 +346,8 @@ def make_runner(engine, d, threads):
             raise NotRun(f"not implemented ({type(e).__name__}: {e})")
         except ValueError as e:
             raise NotRun(f"not available here ({e})")
-        info = f"tflite_transfer {tt.__version__}, {threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+        info = (f"tflite_transfer {tt.__version__}, {threads} threads, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+                f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT')}")
 
         def prep(b):
             x = rng.uniform(-1, 1, (b, 224, 224, 3)).astype(np.float32)
