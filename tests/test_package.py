@@ -15,7 +15,7 @@ def test_thread_count_is_settable_and_validated():
     import pytest
 
     # one wording for both checks (Python: the type; C: the range), as a new user asked
-    for bad in (0, -2, 4097):
+    for bad in (0, -2, 4097, 2**63, 2**64):  # 2**63: beyond C's long, still a ValueError naming n
         with pytest.raises(ValueError, match=rf"`n` must be an int in \[1, 4096\]. Received: n={bad}"):
             tt.set_num_threads(bad)
 

@@ -23,7 +23,9 @@ def set_num_threads(n):
     """
     import numbers
 
-    if not isinstance(n, numbers.Integral) or isinstance(n, bool):
+    # the range is checked here too: an int beyond C's long (2**63) would otherwise
+    # fail converting to C with an OverflowError that names no argument
+    if not isinstance(n, numbers.Integral) or isinstance(n, bool) or not 1 <= int(n) <= 4096:
         raise ValueError(f"`n` must be an int in [1, 4096]. Received: n={n!r}")
     _core.set_num_threads(int(n))
 
