@@ -124,7 +124,8 @@ def test_bf16_engine_runs_bf16_convolutions():
             assert f"src_{want}" in ln and f"wei_{want}" in ln, ln
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "uint8", 3, "mixed_float16", np.float16, np.int8])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "uint8", 3, "mixed_float16", np.float16, np.int8,
+                                   np.dtype("int8"), np.dtype("float64")])
 def test_bad_dtype_raises_naming_the_argument(dtype):
     with pytest.raises(ValueError, match="`dtype` must be"):
         mv.MobileNetV2(dtype=dtype)

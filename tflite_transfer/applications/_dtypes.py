@@ -24,8 +24,15 @@ _INT8 = ("int8", "int8_tflite")
 def _engine_precision(dtype):
     """Validates `dtype` (see DTYPES); returns (policy name, engine precision)."""
     name = getattr(dtype, "name", dtype)  # a keras.DTypePolicy and a np.dtype have .name
-    if isinstance(dtype, type) and issubclass(dtype, np.floating):
-        name = np.dtype(dtype).name  # np.float32 the type, as Keras takes it (np.int8 is no policy)
+    if (isinstance(dtype, type) and issubclass(dtype, np.generic)) or isinstance(dtype, np.dtype):
+        # NumPy's float32, as the type or as a dtype, is the float32 policy (Keras takes
+        # both). "int8" names the file's quantization, not a NumPy type: np.int8 and
+        # np.dtype("int8") are refused alike (the latter's name would otherwise match)
+        name = "float32" if np.dtype(dtype) == np.float32 else None
+        if name is None:
+            raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16', 'int8' or 'int8_tflite' "
+                             "(NumPy types: float32 only; the int8 policies are named by string). "
+                             f"Received: dtype={dtype!r}")
     if not isinstance(name, (str, type(None))) or name not in DTYPES:
         raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16', 'int8' or 'int8_tflite'. "
                          f"Received: dtype={dtype!r}")
