@@ -7,8 +7,9 @@ round runs every count, so machine drift hits all alike), each in a fresh proces
 ``OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=n``:
 
 - the engine: ``MobileNetV2(include_top=False, pooling="avg", weights="imagenet_ptq").predict``
-  at 2 threads (all cores by default), f32 batch 1, int8 batch 1 (VNNI CPUs only) and f32 batch
-  32: images/s = batch / median call time over ``--seconds`` of calls after 3 warm-up calls;
+  with OpenMP's default thread count (all cores), f32 batch 1, int8 batch 1 (VNNI CPUs only)
+  and f32 batch 32: images/s = batch / median call time over ``--seconds`` of calls after 3
+  warm-up calls;
 - with ``--job``: the flowers job with augmentation, 1 frozen + 1 fine-tuning epoch
   (``python -m tflite_transfer flowers --augment-only --epochs 1 --fine-tune-epochs 1``), the
   case where spinning OpenMP threads compete with the image threads: its wall time and the stage
@@ -76,6 +77,14 @@ def main(argv=None):
     ap.add_argument("--job", action="store_true", help="also time the augmented flowers job (~1.5 min per run)")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "omp_wait.json"))
     args = ap.parse_args(argv)
+    # checked before the minutes of measuring, not after
+    if any(n < 0 for n in args.spins):
+        ap.error(f"--spins must be counts >= 0 (libgomp reads a negative one as ~1.8e19). Received: {args.spins}")
+    if args.rounds < 1 or not args.seconds > 0:
+        ap.error(f"--rounds must be >= 1 and --seconds > 0. Received: {args.rounds}, {args.seconds}")
+    out_dir = os.path.dirname(os.path.abspath(args.json))
+    if os.path.isdir(args.json) or not os.access(out_dir, os.W_OK):
+        ap.error(f"--json must be a file path in a writable folder. Received: {args.json!r}")
     sys.path.insert(0, ROOT)
     import tflite_transfer as tt
 
@@ -113,10 +122,9 @@ def main(argv=None):
                time_utc_start=started, time_utc_end=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                cpu_flags_vnni=bool(tt._core.has_vnni()), threads=tt.get_num_threads(),
                summary=summary, rows=rows)
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    print(json.dumps(summary, indent=1))
     with open(args.json, "w") as f:
         json.dump(res, f, indent=1)
-    print(json.dumps(summary, indent=1))
     print("wrote", args.json)
 
 

@@ -35,8 +35,13 @@ def main():
     src = os.path.join(HERE, "probes", "int8_dw_fusion.c")
     with tempfile.TemporaryDirectory() as tmp:
         exe = os.path.join(tmp, "probe")
-        subprocess.run([os.environ.get("CC", "cc"), "-std=c11", "-O1", src, "-I", include, "-L", lib,
-                        "-l:libdnnl.so.3", f"-Wl,-rpath,{lib}", "-o", exe], check=True)
+        cc = os.environ.get("CC", "cc")
+        try:
+            subprocess.run([cc, "-std=c11", "-O1", "-Wall", src, "-I", include, "-L", lib, "-l:libdnnl.so.3",
+                            f"-Wl,-rpath,{lib}", "-o", exe], check=True)
+        except (OSError, subprocess.CalledProcessError) as e:
+            raise SystemExit(f"probe_int8_fusion: could not compile {src} with the C compiler {cc!r} "
+                             f"(set CC to another): {e}")
         env = dict(os.environ, OMP_NUM_THREADS="1")
         out = subprocess.run([exe], env=env, check=True, capture_output=True, text=True).stdout
     print(out, end="")
