@@ -49,6 +49,13 @@ def test_bad_arrays_raise_value_error_naming_x(model, x, match):
     assert "`x`" in msg and f"x.shape={x.shape}" in msg and f"x.dtype={x.dtype}" in msg
 
 
+@pytest.mark.parametrize("x", [None, "photo.jpg", {"x": 1}])
+def test_not_an_array_says_its_type(model, x):
+    # was: "must be uint8 RGB ... x.shape=(), x.dtype=object" (np.asarray of a non-array)
+    with pytest.raises(ValueError, match=rf"`x` must be an array of images .*Received: x of type {type(x).__name__}"):
+        model.predict(x)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_values(model, bad):
     x = np.zeros((2, 224, 224, 3), np.float32)

@@ -342,6 +342,11 @@ class MobileNetV2Model(Layer):
     # -- input checks ---------------------------------------------------------
     def _prepare(self, x):
         """Validates a batch; returns float32 C-contiguous (N, H, W, 3), preprocessed."""
+        if x is None or isinstance(x, (str, bytes, dict)):  # np.asarray would make a 0-d object array of it
+            hint = " (a path? load photos with `tt.data.load_img(path, target_size=...)`)" if isinstance(
+                x, (str, bytes)) else ""
+            raise ValueError(f"`x` must be an array of images (N, H, W, 3). Received: x of type {type(x).__name__}"
+                             + hint)
         if not isinstance(x, (np.ndarray, list, tuple)) and hasattr(x, "__iter__"):
             raise ValueError("`x` must be an array of images; for an ImageDataset or a generator, put the base "
                              "in a Sequential (`tt.Sequential([base]).predict(ds)`) or pass `ds.as_numpy()[0]`. "
