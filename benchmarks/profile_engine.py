@@ -1,7 +1,7 @@
 """Where the engine's time goes: oneDNN's own per-primitive timings of MobileNetV2 pooled features.
 
 Runs ``MobileNetV2(include_top=False, pooling="avg", weights=W, dtype=D).predict`` on one
-micro-batch (default 8 images, 1 thread: what each lane of a large batch runs) in a child
+micro-batch (default 4 images, 1 thread: what each lane of a large batch runs) in a child
 process with ``ONEDNN_VERBOSE=profile_exec``, splits the log into runs at the first (stem)
 convolution, and sums the last ``--runs`` runs by primitive kind and implementation: 1x1
 convolutions, expand 1x1 + depthwise fused (the dw post-op), depthwise, the 3x3 stem, pooling,
@@ -9,7 +9,7 @@ reorders. Times are oneDNN's (ms, wall time of each primitive, verbose logging o
 slower than a plain run); shares are of the summed primitive time. A reorder that runs at the
 start of a run (int8's input quantization) is counted with the run before it.
 
-Usage:   python benchmarks/profile_engine.py [--dtype float32 int8 mixed_bfloat16] [--batch 8]
+Usage:   python benchmarks/profile_engine.py [--dtype float32 int8 mixed_bfloat16] [--batch 4]
                                              [--threads 1] [--runs 4] [--weights imagenet_ptq]
 Writes:  benchmarks/results/profile.json
 """
@@ -75,7 +75,7 @@ def profile(dtype, batch, threads, runs, weights):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dtype", nargs="+", default=["float32", "mixed_bfloat16", "int8"])
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--weights", default="imagenet_ptq")

@@ -38,7 +38,11 @@
 #define TT_MAX_LANES 16 /* threads that may each run their own micro-batch (tt_engine_run) */
 #endif
 #ifndef TT_MICRO_BATCH
-#define TT_MICRO_BATCH 8 /* images per chunk for larger batches (see tt_engine_create) */
+/* images per chunk for larger batches (see tt_engine_create). 4, not 8: with the lanes each
+ * thread runs whole chunks alone, and 4 images' activations sit in a core's share of the cache:
+ * f32 +9% at batch 8 and 32 (Zen 4, benchmarks/bench_engine_ab.py, 7 rounds,
+ * results/engine_ab_microbatch4.json), bf16 +4%, int8 unchanged, 16 slower (ad hoc). */
+#define TT_MICRO_BATCH 4
 #endif
 
 typedef struct tt_value {

@@ -84,7 +84,7 @@ const char *tt_cpu_isa_name(void);
  * (format_tag_any, NHWC brgemm kernels on AVX-512 with oneDNN 3.2); fused
  * RELU/RELU6 are eltwise post-ops; a residual ADD becomes a sum post-op of the
  * conv before it; a PAD feeding only a conv becomes its padding; intermediate
- * buffers are reused once dead; batches above 8 run in chunks of 8 images (when
+ * buffers are reused once dead; batches above 4 run in chunks of 4 images (when
  * no op mixes images) so activations stay cache-sized. */
 tt_status tt_engine_create(const tt_model *model, int32_t batch, int32_t in_h, int32_t in_w,
                            int32_t output_tensor, tt_engine **out);
