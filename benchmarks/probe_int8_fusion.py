@@ -13,24 +13,22 @@ Writes:  nothing (prints); the README quotes its output.
 """
 import os
 import subprocess
+import sys
 import tempfile
-from importlib import metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _dist_file(dist_name, suffix):
-    """The installed file of `dist_name` ending in `suffix` (as setup.py finds oneDNN)."""
-    dist = metadata.distribution(dist_name)
-    for f in dist.files or []:
-        if str(f).replace("\\", "/").endswith(suffix):
-            return os.path.abspath(str(dist.locate_file(f)))
-    raise FileNotFoundError(f"{dist_name} has no file ending in {suffix}")
+sys.path.insert(0, os.path.dirname(HERE))
 
 
 def main():
+    from tflite_transfer._native import _dist_file  # how the package itself finds the oneDNN wheels
+
     header = _dist_file("onednn-devel-cpu-gomp", "oneapi/dnnl/dnnl.h")
-    lib = os.path.dirname(_dist_file("onednn-cpu-gomp", "/libdnnl.so.3"))
+    lib = _dist_file("onednn-cpu-gomp", "/libdnnl.so.3")
+    if header is None or lib is None:
+        raise SystemExit("probe_int8_fusion: the onednn-devel-cpu-gomp / onednn-cpu-gomp wheels are not installed "
+                         "(./run.sh installs them)")
+    lib = os.path.dirname(lib)
     include = os.path.dirname(os.path.dirname(os.path.dirname(header)))
     src = os.path.join(HERE, "probes", "int8_dw_fusion.c")
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,9 +19,9 @@ from importlib import metadata
 # 2 threads were barely faster than 1. A short spin (GOMP_SPINCOUNT=1000, about 10 us,
 # libgomp's own estimate being ~100,000 spins per ms) keeps the thread awake across the
 # gap between two primitives and still sleeps soon after a run: batch 1 at 2 threads
-# went from 128 to ~205 images/s (f32) and from ~170 to ~375 (int8), batch 32 and the
-# augmented job (frozen and fine-tuning epochs) unchanged within their noise (README,
-# "Threads"). An OMP_WAIT_POLICY or GOMP_SPINCOUNT already in the environment is kept
+# went from 130 to 165 images/s (f32) and from 182 to 393 (int8), medians of 3, batch 32
+# and the augmented job (frozen and fine-tuning epochs) unchanged within their noise
+# (benchmarks/bench_omp_wait.py; README, "Threads that stay awake"). An OMP_WAIT_POLICY or GOMP_SPINCOUNT already in the environment is kept
 # (the user's choice, whole). Both must be set before libgomp loads, i.e. before the
 # preload below; a libgomp that another module loaded first has already read them.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
@@ -29,17 +29,23 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
 
 
-def _preload_onednn():
+def _dist_file(dist_name, suffix):
+    """Absolute path of the first file installed by distribution `dist_name` whose name ends
+    in `suffix` (as setup.py finds oneDNN's wheels), or None if there is no such file."""
     try:
-        dist = metadata.distribution("onednn-cpu-gomp")
+        dist = metadata.distribution(dist_name)
     except metadata.PackageNotFoundError:
-        return  # rely on the rpath / system search path
+        return None
     for f in dist.files or []:
-        if str(f).replace("\\", "/").endswith("/libdnnl.so.3"):
-            path = os.path.abspath(str(dist.locate_file(f)))
-            if os.path.exists(path):
-                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
-            return
+        if str(f).replace("\\", "/").endswith(suffix):
+            return os.path.abspath(str(dist.locate_file(f)))
+    return None
+
+
+def _preload_onednn():
+    path = _dist_file("onednn-cpu-gomp", "/libdnnl.so.3")
+    if path and os.path.exists(path):  # else rely on the rpath / system search path
+        ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
 
 
 _preload_onednn()
