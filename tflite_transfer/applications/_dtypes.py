@@ -28,11 +28,11 @@ def _engine_precision(dtype):
         # NumPy's float32, as the type or as a dtype, is the float32 policy (Keras takes
         # both). "int8" names the file's quantization, not a NumPy type: np.int8 and
         # np.dtype("int8") are refused alike (the latter's name would otherwise match)
-        name = "float32" if np.dtype(dtype) == np.float32 else None
-        if name is None:
+        if np.dtype(dtype) != np.float32:
             raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16', 'int8' or 'int8_tflite' "
                              "(NumPy types: float32 only; the int8 policies are named by string). "
                              f"Received: dtype={dtype!r}")
+        name = "float32"
     if not isinstance(name, (str, type(None))) or name not in DTYPES:
         raise ValueError("`dtype` must be None, 'float32', 'mixed_bfloat16', 'int8' or 'int8_tflite'. "
                          f"Received: dtype={dtype!r}")
